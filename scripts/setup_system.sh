@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# System data for deepatlas on Debian (run as root; elsewhere it says what it skips).
+#   Fashion-MNIST       apt dataset-fashion-mnist  -> /usr/share/datasets/fashion-mnist
+#   King James Bible    apt bible-kjv              -> the `bible` command
+#   Jane Austen novels  apt r-cran-janeaustenr, unpacked (not installed: no R needed)
+#                       -> $DEEPATLAS_CACHE/janeaustenr (default ~/.cache/deepatlas)
+set -u
+cache="${DEEPATLAS_CACHE:-$HOME/.cache/deepatlas}"
+mkdir -p "$cache"
+if ! command -v apt-get >/dev/null || [ "$(id -u)" != 0 ]; then
+  echo "setup_system: not root on Debian; skipping system data (tests that need it will skip and say why)"
+  exit 0
+fi
+need=()
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+command -v bible >/dev/null || need+=(bible-kjv)
+if [ ${#need[@]} -gt 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null \
+    || echo "setup_system: could not install ${need[*]}"
+fi
+if [ ! -f "$cache/janeaustenr/usr/lib/R/site-library/janeaustenr/data/Rdata.rdb" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq r-cran-janeaustenr 2>/dev/null || { apt-get update -qq && apt-get download -qq r-cran-janeaustenr; }) >/dev/null 2>&1
+  if ls "$tmp"/r-cran-janeaustenr_*.deb >/dev/null 2>&1; then
+    dpkg -x "$tmp"/r-cran-janeaustenr_*.deb "$cache/janeaustenr"
+  else
+    echo "setup_system: could not download r-cran-janeaustenr"
+  fi
+  rm -rf "$tmp"
+fi
+echo "setup_system: system data ready"

@@ -1,0 +1,135 @@
+"""The experiment registry: one experiment per place of the map, one file each.
+
+An experiment states the seed's claim, runs on a config (quick or full), and returns a Verdict
+whose `held` is decided from the numbers it measured:
+
+    @dataclass
+    class Config:
+        steps: int = 300
+
+    @experiment("F3", "optimizer-zigzag", claim="...", config=Config, quick={"steps": 40})
+    def optimizer_zigzag(cfg: Config, run: Run) -> Verdict:
+        ...
+        return Verdict(held=final_loss < 1e-3, metrics={"final_loss": final_loss})
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from deepatlas.core import config as config_mod
+from deepatlas.core.places import PLACES
+from deepatlas.core.runs import Run, new_run_dir, write_json_atomic
+
+
+@dataclass
+class Verdict:
+    """What an experiment found: did the claim hold, and the numbers that decided it."""
+
+    held: bool
+    metrics: dict[str, Any]
+    notes: str = ""
+
+
+@dataclass
+class Experiment:
+    place: str
+    name: str
+    claim: str
+    config: type
+    fn: Callable[[Any, Run], Verdict]
+    quick: dict[str, Any] = field(default_factory=dict)
+
+    def make_config(self, quick: bool = False, overrides: list[str] = ()) -> Any:
+        cfg = self.config()
+        if quick:
+            cfg = config_mod.override(cfg, [f"{k}={v}" for k, v in self.quick.items()])
+        return config_mod.override(cfg, list(overrides))
+
+
+EXPERIMENTS: dict[str, Experiment] = {}  # by name
+
+
+def experiment(place: str, name: str, claim: str, config: type, quick: dict | None = None):
+    """Register `fn(cfg, run) -> Verdict` as the experiment of map place `place`."""
+    if place not in PLACES:
+        raise ValueError(f"unknown map place {place!r}; valid ids: {', '.join(PLACES)}")
+
+    def register(fn: Callable[[Any, Run], Verdict]) -> Callable[[Any, Run], Verdict]:
+        if name in EXPERIMENTS:
+            raise ValueError(f"experiment name {name!r} registered twice")
+        EXPERIMENTS[name] = Experiment(place, name, claim, config, fn, dict(quick or {}))
+        return fn
+
+    return register
+
+
+def load_all() -> dict[str, Experiment]:
+    """Import every module in deepatlas.experiments so their @experiment lines run."""
+    import deepatlas.experiments as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{pkg.__name__}.{info.name}")
+    return EXPERIMENTS
+
+
+def by_place() -> dict[str, list[Experiment]]:
+    load_all()
+    out: dict[str, list[Experiment]] = {}
+    for exp in EXPERIMENTS.values():
+        out.setdefault(exp.place, []).append(exp)
+    return out
+
+
+class UnknownExperiment(LookupError):
+    pass
+
+
+def find(key: str) -> list[Experiment]:
+    """Experiments named `key`, or all experiments of place `key` (F3, l2, ...)."""
+    load_all()
+    if key in EXPERIMENTS:
+        return [EXPERIMENTS[key]]
+    place = key.upper()
+    found = [e for e in EXPERIMENTS.values() if e.place == place]
+    if found:
+        return found
+    choices = list(EXPERIMENTS) + sorted({e.place for e in EXPERIMENTS.values()})
+    close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5) or difflib.get_close_matches(
+        key.upper(), choices, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    if place in PLACES:
+        raise UnknownExperiment(f"place {place} ({PLACES[place].title}) has no experiment yet.{hint}")
+    raise UnknownExperiment(f"no experiment or place named {key!r}.{hint} `deepatlas list` shows them all.")
+
+
+def run_experiment(exp: Experiment, quick: bool = False, out: Path | None = None,
+                   root: Path = Path("runs"), device: str = "cpu", overrides: list[str] = (),
+                   echo: bool = True) -> dict:
+    """Run one experiment into a fresh run folder; return (and write) its summary.json."""
+    cfg = exp.make_config(quick, overrides)
+    directory = Path(out) if out else new_run_dir(root, exp.name)
+    run = Run(directory, device=device, quick=quick, echo=echo)
+    write_json_atomic(run.dir / "config.json", config_mod.to_dict(cfg))
+    start = time.time()
+    summary = {"place": exp.place, "name": exp.name, "claim": exp.claim, "quick": quick,
+               "config": config_mod.to_dict(cfg)}
+    try:
+        verdict = exp.fn(cfg, run)
+        if not isinstance(verdict, Verdict):
+            raise TypeError(f"experiment {exp.name} returned {type(verdict).__name__}, not a Verdict")
+        summary.update(held=bool(verdict.held), metrics=verdict.metrics, notes=verdict.notes)
+    except Exception as err:  # the summary records the failure; the caller decides what to raise
+        summary.update(held=False, metrics={}, error=f"{type(err).__name__}: {err}",
+                       traceback=traceback.format_exc())
+    finally:
+        run.close()
+    summary.update(seconds=round(time.time() - start, 2), plots=run.plots, dir=str(run.dir))
+    write_json_atomic(run.dir / "summary.json", summary)
+    return summary
