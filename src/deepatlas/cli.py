@@ -20,6 +20,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from deepatlas.core.registry import by_place
     from deepatlas.core.runs import latest_summary
 
+    if args.markdown:
+        from deepatlas.core.report import map_markdown
+
+        print(map_markdown(), end="")
+        return 0
     groups = by_place()
     part = None
     for pid, place in PLACES.items():
@@ -85,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="the places of the map, their experiments and last verdicts")
     p.add_argument("--root", default="runs", help="folder of run folders (default: runs)")
+    p.add_argument("--markdown", action="store_true", help="print the map table the README shows")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("run", help="run one experiment (by name) or every experiment of a place (by id)")
@@ -114,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `deepatlas list | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

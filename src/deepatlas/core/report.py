@@ -86,3 +86,20 @@ def write_report(root: Path, full: bool = False, only: list[str] | None = None,
     path = root / "atlas.html"
     path.write_text(render(summaries, full))
     return path, summaries
+
+
+def map_markdown() -> str:
+    """The README's map: every place with its experiments (a test keeps the README equal to this)."""
+    from deepatlas.core.registry import by_place
+
+    groups = by_place()
+    lines, part = [], None
+    for pid, place in PLACES.items():
+        if place.part != part:
+            part = place.part
+            lines += ["", f"**{part}**", "", "| id | place | experiment | status |", "|---|---|---|---|"]
+        exps = groups.get(pid, [])
+        names = ", ".join(f"`{e.name}`" for e in exps) or "—"
+        status = "built · checked · shown" if exps else "not built yet"
+        lines.append(f"| {pid} | {place.title} | {names} | {status} |")
+    return "\n".join(lines).strip() + "\n"
