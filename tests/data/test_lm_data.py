@@ -2,25 +2,17 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from deepatlas.data.lm import CharVocab, LMDataset, char_lm_dataset
+from deepatlas.data.lm import LMDataset, char_lm_dataset
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.text(min_size=1, max_size=200))
-def test_char_vocab_round_trips(text):
-    vocab = CharVocab.from_text(text)
-    ids = vocab.encode(text)
+@given(st.text(min_size=2, max_size=200), st.floats(0.1, 0.9))
+def test_char_dataset_round_trips_and_splits_at_the_end(text, val_fraction):
+    tokenizer, ds = char_lm_dataset(text, val_fraction)
+    ids = torch.cat([ds.split("train"), ds.split("val")])
     assert ids.dtype == torch.long and len(ids) == len(text)
-    assert vocab.decode(ids) == text
-    assert vocab.itos == sorted(set(text)) and all(vocab.stoi[c] == i for i, c in enumerate(vocab.itos))
-
-
-def test_vocab_errors_name_the_bad_value():
-    vocab = CharVocab("abc")
-    with pytest.raises(ValueError, match="'z'"):
-        vocab.encode("abz")
-    with pytest.raises(ValueError, match="0..2"):
-        vocab.decode([0, 3])
+    assert tokenizer.decode(ids.tolist()) == text
+    assert tokenizer.decode(ds.split("val").tolist()) == text[len(text) - int(len(text) * val_fraction):]
 
 
 def test_split_is_the_last_tenth():

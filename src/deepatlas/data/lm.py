@@ -8,46 +8,19 @@ inputs = the first T, targets = the same window shifted by one:
 `get_batch(split, step, micro, ...)` draws the offsets o from a generator seeded by exactly
 (seed, split, step, micro), so batch k is the same whether training runs straight through or
 resumes from a checkpoint at step k (deepatlas.core.train's exact-resume contract). The stream
-can be any 1-D LongTensor: characters (CharVocab below), bytes, or BPE ids.
+can be any 1-D LongTensor: characters (deepatlas.text.char.CharTokenizer, see char_lm_dataset),
+bytes, or BPE ids.
 """
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
 
+from deepatlas.text.char import CharTokenizer
+
 SPLITS = ("train", "val")
-
-
-class CharVocab:
-    """Character-level vocabulary: itos[i] is the i-th distinct character (sorted), stoi inverts it."""
-
-    def __init__(self, chars: Iterable[str]) -> None:
-        self.itos: list[str] = sorted(set(chars))
-        self.stoi: dict[str, int] = {ch: i for i, ch in enumerate(self.itos)}
-
-    @classmethod
-    def from_text(cls, text: str) -> "CharVocab":
-        return cls(text)
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def encode(self, text: str) -> torch.Tensor:
-        """str -> LongTensor (len(text),) of ids; an unseen character is an error naming it."""
-        try:
-            return torch.tensor([self.stoi[ch] for ch in text], dtype=torch.long)
-        except KeyError as err:
-            raise ValueError(f"character {err.args[0]!r} is not in the vocabulary of {len(self)} "
-                             f"characters ({''.join(self.itos)[:80]!r}...)") from None
-
-    def decode(self, ids: torch.Tensor | Iterable[int]) -> str:
-        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
-        bad = [i for i in ids if not 0 <= i < len(self)]
-        if bad:
-            raise ValueError(f"ids {bad[:5]} out of range; valid: 0..{len(self) - 1}")
-        return "".join(self.itos[i] for i in ids)
 
 
 def batch_seed(seed: int, split: str, step: int, micro: int) -> int:
@@ -94,7 +67,9 @@ class LMDataset:
         return lambda step, micro: self.get_batch(split, step, micro, batch_size, block_size, seed)
 
 
-def char_lm_dataset(text: str, val_fraction: float = 0.1) -> tuple[CharVocab, LMDataset]:
-    """A character vocabulary of `text` and its id stream split into train / val."""
-    vocab = CharVocab.from_text(text)
-    return vocab, LMDataset(vocab.encode(text), val_fraction)
+def char_lm_dataset(text: str, val_fraction: float = 0.1) -> tuple[CharTokenizer, LMDataset]:
+    """A character tokenizer of `text` (vocabulary = its distinct characters) and the id stream
+    of `text` split into train / val."""
+    tokenizer = CharTokenizer.from_text(text)
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)  # (len(text),)
+    return tokenizer, LMDataset(ids, val_fraction)
