@@ -18,6 +18,8 @@ from deepatlas.text.bpe_train import count_words, train_bpe
 from deepatlas.text.pretokenize import PreTokenizer, bytes_to_unicode, unicode_to_bytes
 
 MERGES_HEADER = "#version: 0.2"
+# GPT-2's document separator and the ChatML turn markers (SmolLM2-Instruct, Qwen)
+CHAT_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 
 class ByteLevelBPE:
