@@ -125,3 +125,15 @@ def test_cache_errors_name_the_problem():
         cache.update(0, torch.zeros(1, 1, 5, 2), torch.zeros(1, 1, 5, 2), 0)
     with pytest.raises(ValueError, match="n_head 4 must be a multiple of n_kv_head 3"):
         MultiHeadAttention(8, 4, n_kv_head=3)
+
+
+def test_cache_reorder_keeps_the_chosen_rows():
+    cache = KVCache(2, 3, 1, max_len=4, head_dim=2)
+    for layer in range(2):
+        k = torch.arange(3.0)[:, None, None, None].expand(3, 1, 2, 2)
+        cache.update(layer, k, -k, 0)
+    cache.reorder(torch.tensor([2, 2, 0]))
+    k, v = cache.update(1, torch.full((3, 1, 1, 2), 9.0), torch.zeros(3, 1, 1, 2), 2)
+    assert k[:, 0, :2, 0].tolist() == [[2, 2], [2, 2], [0, 0]]
+    assert v[:, 0, 0, 0].tolist() == [-2, -2, 0]
+    assert k[:, 0, 2, 0].tolist() == [9, 9, 9]

@@ -149,6 +149,8 @@ class MultiHeadAttention(nn.Module):
                 fast: bool = True) -> Tensor:
         """-> (B, T, d_model). With `cache`, x holds positions pos..pos+T-1 of the sequence."""
         B, T, _ = x.shape
+        if cache is not None and context is not None:
+            raise ValueError("the KV cache holds self-attention keys; cross-attention (context) takes no cache")
         src = x if context is None else context
         q = self._heads(self.q_proj(x), self.n_head)                    # (B, nh, T, hd)
         k = self._heads(self.k_proj(src), self.n_kv_head)               # (B, nkv, S, hd)
