@@ -13,7 +13,10 @@ ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu")
 
 
 def activate(x: Tensor, activation: str) -> Tensor:
-    """The elementwise non-linearity named `activation` (one of ACTIVATIONS, except swiglu)."""
+    """The elementwise non-linearity named `activation` (one of ACTIVATIONS, except swiglu).
+
+    torch's fused kernels; the same functions written from their formulas are in
+    deepatlas.foundations.activations (F2), and tests/nn/test_ffn.py checks the two forms agree."""
     if activation == "relu":
         return F.relu(x)
     if activation == "gelu":        # x Φ(x), exact erf form
