@@ -44,6 +44,7 @@ class ByteLevelBPE:
         self._byte_char = bytes_to_unicode()
         self._char_byte = unicode_to_bytes()
         self._cache: dict[str, list[int]] = {}
+        self._id_bytes: dict[int, bytes] | None = None
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -117,6 +118,11 @@ class ByteLevelBPE:
             symbols = merged
         return symbols
 
+    def clear_cache(self) -> "ByteLevelBPE":
+        """Forget the per-word cache (to time encoding cold); returns self."""
+        self._cache.clear()
+        return self
+
     def _encode_word(self, word: str) -> list[int]:
         ids = self._cache.get(word)
         if ids is None:
@@ -152,18 +158,22 @@ class ByteLevelBPE:
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
         """Token ids -> text; invalid UTF-8 (a cut multi-byte char) becomes U+FFFD as in HF."""
+        if self._id_bytes is None:  # built on first use: id -> the bytes the token stands for
+            self._id_bytes = {i: self._token_bytes(t) for i, t in self.id_to_token.items()}
+        id_bytes, specials = self._id_bytes, self.special_ids
         out: list[str] = []
-        buffer = bytearray()
+        run: list[bytes] = []  # bytes since the last special token, decoded together
         for i in ids:
-            token = self.id_to_token.get(int(i))
-            if token is None:
-                raise ValueError(f"id {i} is not in the vocab (valid: 0..{len(self.vocab) - 1})")
-            if int(i) in self.special_ids:
-                out.append(buffer.decode("utf-8", errors="replace"))
-                buffer.clear()
+            i = int(i)
+            if i in specials:
+                out.append(b"".join(run).decode("utf-8", errors="replace"))
+                run = []
                 if not skip_special_tokens:
-                    out.append(token)
+                    out.append(self.id_to_token[i])
                 continue
-            buffer.extend(self._token_bytes(token))
-        out.append(buffer.decode("utf-8", errors="replace"))
+            chunk = id_bytes.get(i)
+            if chunk is None:
+                raise ValueError(f"id {i} is not in the vocab (valid: 0..{len(self.vocab) - 1})")
+            run.append(chunk)
+        out.append(b"".join(run).decode("utf-8", errors="replace"))
         return "".join(out)
