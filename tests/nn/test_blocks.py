@@ -97,3 +97,10 @@ def test_prenorm_rope_gqa_block_cached_equals_full():
     steps = [block(x[:, :2], causal=True, cache=cache, pos=0)]
     steps += [block(x[:, t:t + 1], causal=True, cache=cache, pos=t) for t in range(2, 6)]
     close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_bias_false_drops_every_bias_like_torch():
+    ref = nn.TransformerEncoderLayer(D, H, FF, batch_first=True, bias=False)
+    ours = TransformerBlock(D, H, FF, bias=False)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
+    assert not any(name.endswith("bias") for name, _ in ours.named_parameters())

@@ -18,9 +18,10 @@ from deepatlas.nn.norms import LayerNorm, RMSNorm
 NORMS = ("layernorm", "rmsnorm")
 
 
-def make_norm(kind: str, dim: int, eps: float) -> nn.Module:
+def make_norm(kind: str, dim: int, eps: float, bias: bool = True) -> nn.Module:
+    """LayerNorm (with a bias unless bias=False, as torch's layers' `bias`) or RMSNorm (never one)."""
     if kind == "layernorm":
-        return LayerNorm(dim, eps=eps)
+        return LayerNorm(dim, eps=eps, bias=bias)
     if kind == "rmsnorm":
         return RMSNorm(dim, eps=eps)
     raise ValueError(f"unknown norm {kind!r}; valid: {', '.join(NORMS)}")
@@ -36,13 +37,13 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, n_head, n_kv_head, bias=bias, dropout=dropout, rope=rope)
-        self.norm1 = make_norm(norm, d_model, eps)
+        self.norm1 = make_norm(norm, d_model, eps, bias)
         self.cross_attn = self.norm_cross = None
         if cross_attention:
             self.cross_attn = MultiHeadAttention(d_model, n_head, n_kv_head, bias=bias, dropout=dropout)
-            self.norm_cross = make_norm(norm, d_model, eps)
+            self.norm_cross = make_norm(norm, d_model, eps, bias)
         self.ffn = FeedForward(d_model, d_ff, activation, bias=bias, dropout=dropout)
-        self.norm2 = make_norm(norm, d_model, eps)
+        self.norm2 = make_norm(norm, d_model, eps, bias)
         self.dropout = nn.Dropout(dropout)
 
     def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
