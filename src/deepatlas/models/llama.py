@@ -247,18 +247,19 @@ def hf_reference_from_gguf(path: str | Path) -> Any:
     comes from our metadata (AutoConfig would parse the whole file a second time).
     """
     import warnings
+    from unittest import mock
 
     import transformers
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     path = Path(path)
-    transformers.utils.logging.disable_progress_bar()
-    with warnings.catch_warnings():
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    with warnings.catch_warnings(), mock.patch.object(gguf_utils, "tqdm", lambda it, **_: it):  # no progress bar
         warnings.simplefilter("ignore")
         config = config_to_hf(LlamaConfig.from_gguf_metadata(read_gguf(path).metadata))
         with torch.device("meta"):
             hf = transformers.LlamaForCausalLM(config)
-        tensors = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=hf)["tensors"]
+        tensors = gguf_utils.load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=hf)["tensors"]
     missing, unexpected = hf.load_state_dict(tensors, strict=False, assign=True)
     if unexpected or set(missing) - {"lm_head.weight"}:
         raise ValueError(f"transformers' GGUF conversion does not fit: missing {missing}, unexpected {unexpected}")
