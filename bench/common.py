@@ -29,6 +29,24 @@ def median_time(fn: Callable[[], Any], warmup: int = 2, repeats: int = 5) -> flo
     return statistics.median(times)
 
 
+def interleaved_median_times(fns: dict[str, Callable[[], Any]], warmup: int = 2,
+                             repeats: int = 5) -> dict[str, float]:
+    """Median seconds of each fn, timing them in turns (a, b, a, b, ...) rather than all of a
+    then all of b, so a slow spell of a shared machine slows both sides alike."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be ≥ 1, got {repeats}")
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def result(name: str, unit: str, ours: float, peer: float, peer_name: str, goal: float,
            higher_is_better: bool = False) -> dict:
     """The record bench/run.py prints and saves; ratio > 1 means ours is better.

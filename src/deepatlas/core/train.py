@@ -180,15 +180,17 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Tensor], get_bat
             lr = lr_at(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            total = torch.zeros((), device=device)
+            total = None  # Σ of the micro-batch losses, kept on the device until the one .item()
             for micro in range(cfg.grad_accum):
                 batch = get_batch(step, micro)
                 samples += _batch_size(batch)
                 with autocast():
                     # gradient accumulation: the mean over micro-batches, L = Σ_m L_m / grad_accum
-                    loss = loss_fn(model, batch) / cfg.grad_accum
+                    loss = loss_fn(model, batch)
+                    if cfg.grad_accum > 1:
+                        loss = loss / cfg.grad_accum
                 (scaler.scale(loss) if scaler is not None else loss).backward()
-                total += loss.detach().float()
+                total = loss.detach() if total is None else total + loss.detach()
             loss_value = total.item()  # the one host sync per step: the NaN guard needs it
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(
