@@ -162,3 +162,12 @@ def test_bad_settings_name_the_valid_ones():
         train(make_mlp(), mse, get_batch, config(optimizer="lion"))
     with pytest.raises(ValueError, match="valid: constant, cosine, linear, inverse_sqrt"):
         train(make_mlp(), mse, get_batch, config(schedule="step"))
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    train(make_mlp(), mse, get_batch, config(steps=3, log_every=1, progress=True))
+    shown = capsys.readouterr().err
+    assert "3/3" in shown and "loss=" in shown and "lr=" in shown and "samples_s=" in shown
+    train(make_mlp(), mse, get_batch, config(steps=3, log_every=1, progress=False))
+    assert capsys.readouterr().err == ""

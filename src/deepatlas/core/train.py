@@ -116,7 +116,7 @@ def _batch_size(batch: Any) -> int:
 
 
 def _progress_bar(cfg: TrainConfig, start: int):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     show = cfg.progress and sys.stderr.isatty()
     return tqdm(total=cfg.steps, initial=start, disable=not show, file=sys.stderr, dynamic_ncols=True)
