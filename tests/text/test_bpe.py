@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import unicodedata
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -12,7 +11,7 @@ from deepatlas.text.pretokenize import PreTokenizer, bytes_to_unicode
 
 tokenizers = pytest.importorskip("tokenizers", reason="HF tokenizers is the reference")
 from deepatlas.text.reference import (hf_byte_level_bpe, hf_from_vocab_merges,  # noqa: E402
-                                      hf_pretokenizer, hf_vocab_merges)
+                                      hf_pretokenizer, hf_vocab_merges, same_class_in_old_unicode)
 
 SPECIALS = list(CHAT_SPECIAL_TOKENS)
 VARIED = [
@@ -25,14 +24,6 @@ VARIED = [
 ]
 
 
-def stable(c: str) -> bool:
-    """Assigned since Unicode 3.2 with an unchanged category: the Unicode tables of HF's regex
-    engine (Oniguruma) are older than those of Python's `regex`, and code points assigned since
-    (e.g. CJK Extension H, a letter to `regex`, unassigned to Oniguruma) are classed differently."""
-    old = unicodedata.ucd_3_2_0.category(c)
-    return old != "Cn" and old == unicodedata.category(c)
-
-
 def random_unicode(rng: random.Random, n: int) -> str:
     """Letters, digits, marks, symbols, controls, private use, emoji, space runs."""
     ranges = [(0x20, 0x7F), (0x0, 0x20), (0xA0, 0x2FF), (0x300, 0x36F), (0x370, 0x1FFF),
@@ -42,7 +33,7 @@ def random_unicode(rng: random.Random, n: int) -> str:
     for _ in range(n):
         lo, hi = rng.choice(ranges)
         c = chr(rng.randint(lo, hi))
-        while not (stable(c) or 0x1F300 <= ord(c) <= 0x1F64F):  # emoji of Unicode 6 are safe
+        while not (same_class_in_old_unicode(c) or 0x1F300 <= ord(c) <= 0x1F64F):  # + Unicode 6 emoji
             c = chr(rng.randint(lo, hi))
         out.append(" " * rng.randint(1, 3) if rng.random() < 0.15 else c)
     return "".join(out)

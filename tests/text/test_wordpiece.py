@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import random
-import unicodedata
 
 import pytest
 
-from deepatlas.text.reference import minilm_vocab_file
+from deepatlas.text.reference import minilm_vocab_file, same_class_in_old_unicode
 from deepatlas.text.wordpiece import WordPiece, basic_tokenize
 
 TOY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "un", "##aff", "##able", "aff", "##a",
@@ -33,13 +32,6 @@ def test_basic_tokenizer_steps():
     assert basic_tokenize("a\x00b\u200bc\ufffd d$e") == ["abc", "d", "$", "e"]  # $ is ASCII punctuation
 
 
-def stable(c: str) -> bool:
-    """Assigned since Unicode 3.2 with an unchanged category: HF's character tables are older
-    than Python's unicodedata, and ~500 code points assigned since then are classed differently."""
-    old = unicodedata.ucd_3_2_0.category(c)
-    return old not in ("Cn", "Cs") and old == unicodedata.category(c)
-
-
 @pytest.fixture(scope="module")
 def minilm():
     path = minilm_vocab_file()
@@ -56,7 +48,7 @@ def test_ids_equal_hf_on_minilm_vocab(minilm, kjv):
     hf = tokenizers.BertWordPieceTokenizer(str(minilm), lowercase=True)
     fast = transformers.BertTokenizerFast(vocab=str(minilm), do_lower_case=True)
     rng = random.Random(0)
-    pool = [chr(c) for c in range(0x20, 0x30000) if stable(chr(c))] + list("  \n\t")
+    pool = [chr(c) for c in range(0x20, 0x30000) if same_class_in_old_unicode(chr(c))] + list("  \n\t")
     texts = ["Hello, World! naïve café résumé Ångström", "中文字符测试 and 日本語のテキスト 한국어",
              "emoji 😀👍🏽 x²+y² = z² … “quotes” — dash", "İstanbul ǅ ß ﬁ Œuvre", "e\u0301 ̃ alone",
              "tab\tnew\nline\r\x00null \ufffd ctrl\x07 zero\u200bwidth", "[CLS] a [MASK] b [SEP] [unk]",

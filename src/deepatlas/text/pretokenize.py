@@ -62,6 +62,26 @@ def resolve_pretokenizer(pretokenizer: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(pretokenizer)
 
 
+class SpecialTokenSplitter:
+    """Cut special tokens ("<|endoftext|>", "[MASK]") out of text whole, before anything else."""
+
+    def __init__(self, special_tokens: Sequence[str]):
+        # longest first, so "<|im_start|>" wins over a special token that is its prefix
+        specials = sorted(special_tokens, key=len, reverse=True)
+        self.regex = (regex.compile("(" + "|".join(regex.escape(s) for s in specials) + ")")
+                      if specials else None)
+
+    def __call__(self, text: str) -> Iterator[tuple[str, bool]]:
+        """(segment, is_special) in order."""
+        if self.regex is None:
+            if text:
+                yield text, False
+            return
+        for i, part in enumerate(self.regex.split(text)):
+            if part:  # odd parts of split() are the captured special tokens
+                yield part, i % 2 == 1
+
+
 class PreTokenizer:
     """Split text into pieces: special tokens whole, everything else through the regexes."""
 
@@ -69,20 +89,7 @@ class PreTokenizer:
         self.patterns = resolve_pretokenizer(pretokenizer)
         self.regexes = [regex.compile(p) for p in self.patterns]
         self.special_tokens = list(special_tokens)
-        # longest first, so "<|im_start|>" wins over a special token that is its prefix
-        specials = sorted(self.special_tokens, key=len, reverse=True)
-        self.special_re = (regex.compile("(" + "|".join(regex.escape(s) for s in specials) + ")")
-                           if specials else None)
-
-    def split_specials(self, text: str) -> Iterator[tuple[str, bool]]:
-        """(segment, is_special) in order; special tokens are cut out before any regex runs."""
-        if self.special_re is None:
-            if text:
-                yield text, False
-            return
-        for i, part in enumerate(self.special_re.split(text)):
-            if part:  # odd parts of split() are the captured special tokens
-                yield part, i % 2 == 1
+        self.split_specials = SpecialTokenSplitter(self.special_tokens)
 
     def words(self, text: str) -> list[str]:
         """Pieces of `text` (no special tokens in it) after all the splitting regexes."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import unicodedata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -68,3 +69,14 @@ def minilm_vocab_file() -> Path | None:
         return None
     path = Path(list(spec.submodule_search_locations)[0]) / "model" / "vocab.txt"
     return path if path.is_file() else None
+
+
+def same_class_in_old_unicode(c: str) -> bool:
+    """True for a code point assigned by Unicode 3.2 whose category has not changed since.
+
+    The references' character tables (Oniguruma's regex classes, the Rust crates behind
+    BertNormalizer) are older than Python's `regex` and `unicodedata`; code points assigned
+    since (e.g. CJK Extension H: a letter to `regex`, unassigned to Oniguruma) are classed
+    differently. Fuzz texts drawn from these code points compare like with like."""
+    old = unicodedata.ucd_3_2_0.category(c)
+    return old not in ("Cn", "Cs") and old == unicodedata.category(c)

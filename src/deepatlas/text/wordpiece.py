@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 
 import regex
 
+from deepatlas.text.pretokenize import SpecialTokenSplitter
+
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 # CJK Unified Ideographs blocks, as BERT's tokenization.py `_is_chinese_char`, except that HF
@@ -92,10 +94,8 @@ class WordPiece:
         self.max_chars = max_input_chars_per_word
         self.lowercase, self.strip_accents = lowercase, strip_accents
         self.special_tokens = [t for t in special_tokens if t in self.vocab]
-        specials = sorted(self.special_tokens, key=len, reverse=True)
         # special tokens written in the text ("[MASK]") stay whole, as HF's added tokens do
-        self._special_re = (regex.compile("(" + "|".join(regex.escape(s) for s in specials) + ")")
-                            if specials else None)
+        self.split_specials = SpecialTokenSplitter(self.special_tokens)
 
     @classmethod
     def from_vocab_file(cls, path: str | Path, **kwargs) -> "WordPiece":
@@ -126,10 +126,9 @@ class WordPiece:
         return pieces
 
     def tokenize(self, text: str) -> list[str]:
-        segments = self._special_re.split(text) if self._special_re else [text]
         tokens: list[str] = []
-        for i, segment in enumerate(segments):
-            if i % 2 == 1:  # a captured special token
+        for segment, is_special in self.split_specials(text):
+            if is_special:
                 tokens.append(segment)
                 continue
             for word in basic_tokenize(segment, self.lowercase, self.strip_accents):
