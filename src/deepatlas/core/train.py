@@ -210,7 +210,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Tensor], get_bat
             done = step + 1
             result.step = done
             bar.update(1)
-            if step % cfg.log_every == 0 or done == cfg.steps:
+            if (cfg.log_every > 0 and step % cfg.log_every == 0) or done == cfg.steps:  # 0: last only
                 rate = samples / max(time.perf_counter() - start_time, 1e-9)
                 bar.set_postfix(loss=f"{loss_value:.4g}", lr=f"{lr:.3g}", samples_s=f"{rate:.0f}", refresh=False)
                 if run is not None:
