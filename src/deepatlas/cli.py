@@ -13,6 +13,7 @@ from pathlib import Path
 COMMAND_MODULES: list[str] = [
     # modules with add_parser(subparsers); each sets a `func(args) -> int` default
     "deepatlas.chat.cli",
+    "deepatlas.generation.cli",
 ]
 
 

@@ -47,7 +47,7 @@ def test_loss_equals_hf_loss_and_gradients_match():
     torch.testing.assert_close(loss, ref.loss, atol=1e-5, rtol=1e-5)
     loss.backward(), ref.loss.backward()
     torch.testing.assert_close(ours.wte.weight.grad, hf.transformer.wte.weight.grad, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(ours.blocks[1].attn.q_proj.weight.grad,
+    torch.testing.assert_close(ours.blocks[1].self_attn.q_proj.weight.grad,
                                hf.transformer.h[1].attn.c_attn.weight.grad[:, :32].t(), atol=1e-5, rtol=1e-4)
 
 

@@ -166,3 +166,27 @@ def stream(model: nn.Module, prompt: Sequence[int], max_new_tokens: int,
     """Yield the new tokens of one prompt as they are chosen (iter_tokens' keyword arguments)."""
     for _, token in iter_tokens(model, [prompt], max_new_tokens, settings, **kwargs):
         yield token
+
+
+def stream_long(model: nn.Module, prompt: Sequence[int], max_new_tokens: int,
+                settings: SamplingSettings | None = None, *, stop_ids: Sequence[int] = (),
+                stop_strings: Sequence[str] = (), decode: Callable[[list[int]], str] | None = None,
+                seed: int | None = None) -> Iterator[int]:
+    """Like stream(), but past the context length: once the window is full, decoding restarts
+    from the window's last half (re-encoded into a fresh cache), as nanoGPT crops its context.
+    A prompt longer than the context keeps its last half-context of tokens."""
+    if stop_strings and decode is None:
+        raise ValueError("stop_strings need decode=<function from token ids to text>")
+    ctx, stops = model.context_length, set(stop_ids)
+    history, produced, chunk = list(prompt), [], 0
+    check_prompts(model, [history[-ctx:]], 0)
+    while len(produced) < max_new_tokens:
+        window = history if len(history) < ctx else history[-(ctx // 2):]
+        n = min(max_new_tokens - len(produced), ctx - len(window))
+        part_seed = None if seed is None else seed + chunk
+        for token in stream(model, window, n, settings, seed=part_seed):
+            history.append(token), produced.append(token)
+            yield token
+            if token in stops or (stop_strings and any(s in decode(produced) for s in stop_strings)):
+                return
+        chunk += 1

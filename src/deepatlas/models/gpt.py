@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepatlas.nn.attention import KVCache, MultiHeadAttention
+from deepatlas.nn.attention import KVCache
+from deepatlas.nn.blocks import TransformerBlock
 from deepatlas.nn.masks import causal_mask
-from deepatlas.nn.norms import Dropout, LayerNorm
+from deepatlas.nn.norms import LayerNorm
+from deepatlas.nn.positions import LearnedPositions
 
 
 @dataclass
@@ -60,54 +62,26 @@ def preset(name: str, **changes) -> GPTConfig:
     return replace(GPTConfig(**PRESETS[name]), **changes)
 
 
-class MLP(nn.Module):
-    """Position-wise FFN of GPT-2: Linear(d, 4d) → GELU (tanh form) → Linear(4d, d) → dropout."""
-
-    def __init__(self, cfg: GPTConfig):
-        super().__init__()
-        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.drop = Dropout(cfg.dropout)
-
-    def forward(self, x: Tensor) -> Tensor:                          # (B, T, d)
-        # GELU(x) ≈ 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))  (Hendrycks & Gimpel 2016)
-        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))
-
-
-class Block(nn.Module):
-    """One pre-LN decoder block: x + Attn(LN(x)), then x + FFN(LN(x))."""
-
-    def __init__(self, cfg: GPTConfig):
-        super().__init__()
-        self.ln_1 = LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
-        self.attn = MultiHeadAttention(cfg.n_embd, cfg.n_head, bias=cfg.bias, dropout=cfg.dropout)
-        self.resid_drop = Dropout(cfg.dropout)
-        self.ln_2 = LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
-        self.mlp = MLP(cfg)
-
-    def forward(self, x: Tensor, mask: Tensor | None, cache: KVCache | None, layer: int,
-                slot: int, fast: bool) -> Tensor:
-        a = self.attn(self.ln_1(x), mask=mask, causal=mask is None, cache=cache, layer=layer,
-                      pos=slot, fast=fast)
-        x = x + self.resid_drop(a)                                     # a_l = h + Attn(LN(h))
-        return x + self.mlp(self.ln_2(x))                              # h_l = a + FFN(LN(a))
-
-
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)           # W_e
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)           # W_p, learned positions
-        self.drop = Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.wpe = LearnedPositions(cfg.n_embd, cfg.block_size)       # W_p
+        self.drop = nn.Dropout(cfg.dropout)
+        # pre-LN blocks: x + Attn(LN(x)), then x + FFN(LN(x)), FFN with the tanh GELU
+        self.blocks = nn.ModuleList(
+            TransformerBlock(cfg.n_embd, cfg.n_head, 4 * cfg.n_embd, norm_first=True,
+                             dropout=cfg.dropout, activation="gelu_tanh", eps=cfg.layer_norm_eps,
+                             bias=cfg.bias) for _ in range(cfg.n_layer))
         self.ln_f = LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight                         # weight tying (Press & Wolf 2017)
         self.apply(self._init_weights)
+        nn.init.normal_(self.wpe.weight, mean=0.0, std=0.02)
         # GPT-2 §2.3: residual projections scaled by 1/√N at init, N = 2 n_layer residual adds
         for name, p in self.named_parameters():
-            if name.endswith(("attn.o_proj.weight", "mlp.proj.weight")):
+            if name.endswith(("attn.o_proj.weight", "ffn.down_proj.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
     @staticmethod
@@ -162,9 +136,10 @@ class GPT(nn.Module):
                 keep = keep | _own_position(T, S, idx.device)
             mask = keep
         # h_0 = W_e[x] + W_p[pos]                                       (B, T, d)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
+        x = self.drop(self.wte(idx) + F.embedding(pos, self.wpe.weight))
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, cache, i, slot, self.config.fast)
+            x = block(x, mask=mask, causal=mask is None, cache=cache, layer=i, pos=slot,
+                      fast=self.config.fast)                            # (B, T, d)
         return self.lm_head(self.ln_f(x))                              # (B, T, vocab)
 
 
@@ -184,8 +159,8 @@ def lm_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
 # HF's GPT-2 keeps GPT-1's Conv1D modules: weight (in, out), y = x W + b — the transpose of
 # nn.Linear's (out, in). Its attention has one fused c_attn = [W_q | W_k | W_v] of shape (d, 3d).
 
-_HF_RENAMES = {"ln_1": "ln_1", "ln_2": "ln_2", "attn.o_proj": "attn.c_proj", "mlp.fc": "mlp.c_fc",
-               "mlp.proj": "mlp.c_proj"}
+_HF_RENAMES = {"norm1": "ln_1", "norm2": "ln_2", "self_attn.o_proj": "attn.c_proj",
+               "ffn.up_proj": "mlp.c_fc", "ffn.down_proj": "mlp.c_proj"}
 _CONV1D = ("attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
 
@@ -218,7 +193,7 @@ def to_hf_state_dict(model: GPT) -> dict[str, Tensor]:
           "transformer.ln_f.weight": model.ln_f.weight, "transformer.ln_f.bias": model.ln_f.bias}
     for i, blk in enumerate(model.blocks):
         h = f"transformer.h.{i}."
-        at = blk.attn
+        at = blk.self_attn
         # c_attn = [W_q | W_k | W_v] as one Conv1D (d, 3d)
         sd[h + "attn.c_attn.weight"] = torch.cat([at.q_proj.weight, at.k_proj.weight, at.v_proj.weight]).t()
         sd[h + "attn.c_attn.bias"] = torch.cat([at.q_proj.bias, at.k_proj.bias, at.v_proj.bias])
@@ -242,7 +217,7 @@ def from_hf_state_dict(sd: dict[str, Tensor], cfg: GPTConfig) -> GPT:
         # split c_attn (d, 3d) into q, k, v; Conv1D (in, out) -> Linear (out, in)
         for name, w, bias in zip(("q", "k", "v"), sd[h + "attn.c_attn.weight"].t().chunk(3),
                                  sd[h + "attn.c_attn.bias"].chunk(3)):
-            ours[b + f"attn.{name}_proj.weight"], ours[b + f"attn.{name}_proj.bias"] = w, bias
+            ours[b + f"self_attn.{name}_proj.weight"], ours[b + f"self_attn.{name}_proj.bias"] = w, bias
         for mine, theirs in _HF_RENAMES.items():
             w = sd[h + theirs + ".weight"]
             ours[b + mine + ".weight"] = w.t() if theirs in _CONV1D else w
