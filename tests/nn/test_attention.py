@@ -18,14 +18,15 @@ def _qkv(B=2, H=4, H_kv=4, T=5, S=7, hd=8, seed=0):
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("mask_kind", [None, "bool", "float"])
 @pytest.mark.parametrize("H_kv", [4, 2, 1])
-def test_plain_equals_sdpa(causal, mask_kind, H_kv):
-    q, k, v = _qkv(H_kv=H_kv)  # T=5 queries after S-T=2 cached positions
+@pytest.mark.parametrize("S", [7, 5])
+def test_plain_equals_sdpa(causal, mask_kind, H_kv, S):
+    q, k, v = _qkv(H_kv=H_kv, S=S)  # T=5 queries, after S-T cached positions
     mask = None
     if mask_kind == "bool":
-        mask = torch.rand(2, 1, 5, 7, generator=torch.Generator().manual_seed(1)) > 0.3
+        mask = torch.rand(2, 1, 5, S, generator=torch.Generator().manual_seed(1)) > 0.3
         mask[..., -1] = True  # every query keeps ≥ 1 key (its own position under causal)
     elif mask_kind == "float":
-        mask = torch.randn(2, 1, 5, 7)
+        mask = torch.randn(2, 1, 5, S)
     out_plain = scaled_dot_product(q, k, v, mask, causal, fast=False)
     out_fast = scaled_dot_product(q, k, v, mask, causal, fast=True)
     close(out_plain, out_fast, atol=1e-5, rtol=1e-5)

@@ -41,6 +41,9 @@ def scaled_dot_product(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = No
     if H % H_kv != 0:
         raise ValueError(f"query heads {H} must be a multiple of key/value heads {H_kv}")
     T, S = q.size(-2), k.size(-2)
+    if fast and causal and mask is None and T == S:  # the kernel's own causal path (no mask tensor)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True,
+                                              scale=scale, enable_gqa=H != H_kv)
     if causal:
         mask = merge_masks(mask, causal_mask(T, S, q.device), q.dtype)
     if fast:  # fused kernel; equal to the plain path (tests/nn/test_attention.py)
