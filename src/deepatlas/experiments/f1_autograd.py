@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from deepatlas.core.registry import Verdict, experiment
 from deepatlas.core.runs import Run
+from deepatlas.foundations.threads import one_thread
 from deepatlas.foundations.autograd import MLP, Tensor, softmax_cross_entropy
 
 
@@ -42,6 +43,11 @@ def _torch_grads(mlp: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, list[np
                   "and the MLP trained with them learns sklearn digits far above chance",
             config=Config, quick={"steps": 800})
 def autograd_mlp(cfg: Config, run: Run) -> Verdict:
+    with one_thread():                        # tiny matmuls: threads only add contention
+        return _autograd_mlp(cfg, run)
+
+
+def _autograd_mlp(cfg: Config, run: Run) -> Verdict:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     import matplotlib
