@@ -46,8 +46,8 @@ class ChatModel:
 
     @classmethod
     def load(cls, path: str | Path, weights: str = "fp32") -> ChatModel:
-        model = from_gguf(path)
-        if weights != "fp32":
+        model = from_gguf(path, keep_quantized=weights == "gguf")
+        if weights not in ("fp32", "gguf"):
             from deepatlas.quant.linear import compact_model
 
             compact_model(model, weights)

@@ -217,10 +217,11 @@ def gguf_state_dict(gguf_file: Any, cfg: LlamaConfig) -> dict[str, np.ndarray]:
     return sd
 
 
-def from_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> Llama:
+def from_gguf(path: str | Path, dtype: torch.dtype = torch.float32, keep_quantized: bool = False) -> Llama:
     """Our Llama from a llama.cpp GGUF file, every weight dequantised to `dtype`.
 
-    (deepatlas.quant.linear keeps the weights quantised instead: see quantize_model.)
+    keep_quantized: linear layers whose tensor is stored as Q8_0 / Q4_0 / Q4_1 blocks keep those
+    blocks (deepatlas.quant.linear.BlockQuantLinear, dequantised on the fly at each call).
     """
     f = read_gguf(path)
     cfg = LlamaConfig.from_gguf_metadata(f.metadata, has_output="output.weight" in f.tensors)
@@ -234,7 +235,32 @@ def from_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> Llama:
     for block in model.blocks:
         block.self_attn.rope = model.rope
     model.gguf_metadata = f.metadata  # the tokenizer and chat template live here too
+    if keep_quantized:
+        _keep_blocks(model, f)
     return model.eval()
+
+
+def _keep_blocks(model: Llama, f: Any) -> None:
+    """Swap each nn.Linear whose GGUF tensor is block-quantised for a BlockQuantLinear of its blocks."""
+    from deepatlas.quant.linear import BlockQuantLinear
+
+    cfg = model.config
+    names = _name_map(cfg, 1)
+    if cfg.tie_embeddings:
+        names["lm_head.weight"] = names["embed.weight"]
+    for ours, src in names.items():
+        module_name = ours.rsplit(".", 1)[0]
+        module, info = model.get_submodule(module_name), f.tensors[src]
+        if not isinstance(module, nn.Linear) or info.type_name not in ("Q8_0", "Q4_0", "Q4_1"):
+            continue
+        rows = f.raw(src).reshape(info.shape[0], -1)                           # (out, row bytes)
+        if ours.endswith("q_proj.weight"):  # the RoPE row permutation moves whole rows of blocks
+            rows = unpermute_rope_rows(rows, cfg.n_head)
+        elif ours.endswith("k_proj.weight"):
+            rows = unpermute_rope_rows(rows, cfg.n_kv_head)
+        parent, _, child = module_name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child,
+                BlockQuantLinear(rows, info.ggml_type, info.shape))
 
 
 @functools.lru_cache(maxsize=1)  # loading takes ~30 s: tests and the experiment share one
