@@ -115,3 +115,13 @@ def test_errors_name_the_bad_value(trained_bpe):
         PreTokenizer("llama9")
     with pytest.raises(ValueError, match="not in the vocab"):
         ByteLevelBPE({"a": 0, "b": 1}, [("a", "b")])
+
+
+def test_repeated_merge_keeps_its_last_rank_as_hf():
+    vocab = {t: i for i, t in enumerate(["a", "b", "c", "ab", "bc", "abc"])}
+    merges = [("a", "b"), ("b", "c"), ("ab", "c"), ("a", "b")]  # (a, b) again, now after (b, c)
+    ours = ByteLevelBPE.from_vocab_merges(vocab, merges, [])
+    hf = hf_from_vocab_merges(vocab, merges)
+    for text in ["abc", "ab", "abcabc", "cab"]:
+        assert ours.encode(text) == hf.encode(text).ids, text
+    assert ours.tokens("abc") == ["a", "bc"]

@@ -101,12 +101,14 @@ class ByteLevelBPE:
 
     def _bpe(self, symbols: list[str]) -> list[str]:
         """Merge the lowest-ranked adjacent pair, every occurrence left to right, until none is left."""
-        ranks = self.ranks
+        ranks, never = self.ranks, len(self.merges)  # every rank is < len(merges)
         while len(symbols) > 1:
-            best = min(zip(symbols, symbols[1:]), key=lambda p: ranks.get(p, float("inf")))
-            if best not in ranks:
+            pairs = list(zip(symbols, symbols[1:]))
+            pair_ranks = [ranks.get(p, never) for p in pairs]
+            lowest = min(pair_ranks)
+            if lowest == never:
                 break
-            a, b = best
+            a, b = pairs[pair_ranks.index(lowest)]
             merged, i, n = [], 0, len(symbols)
             while i < n:
                 if i < n - 1 and symbols[i] == a and symbols[i + 1] == b:
