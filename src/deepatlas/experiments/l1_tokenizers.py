@@ -106,16 +106,23 @@ def tokenizers_experiment(cfg: Config, run: Run) -> Verdict:
               f"char {char_round_trip}")
 
     # 3. compression: characters per token on the held-out text, per vocabulary size
-    chars_per_token = {}
+    chars_per_token, hf_chars_per_token = {}, {}
     for size in cfg.vocab_sizes:
         tok = ours if size == cfg.vocab_size else ByteLevelBPE.train(train_text, size, specials)
+        hf_tok = hf if size == cfg.vocab_size else hf_byte_level_bpe([train_text], size, specials)
         chars_per_token[size] = len(heldout) / len(tok.encode(heldout))
-        run.log(vocab_size=size, chars_per_token=chars_per_token[size])
-        run.print(f"  vocab {size:>6}: {chars_per_token[size]:.3f} chars/token")
+        hf_chars_per_token[size] = len(heldout) / len(hf_tok.encode(heldout).ids)
+        run.log(vocab_size=size, chars_per_token=chars_per_token[size],
+                hf_chars_per_token=hf_chars_per_token[size])
+        run.print(f"  vocab {size:>6}: {chars_per_token[size]:.3f} chars/token "
+                  f"(HF {hf_chars_per_token[size]:.3f})")
     sizes = sorted(chars_per_token)
     compression_grows = all(chars_per_token[a] < chars_per_token[b] for a, b in zip(sizes, sizes[1:]))
+    compression_equal_hf = chars_per_token == hf_chars_per_token
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(sizes, [chars_per_token[s] for s in sizes], "o-", label="byte-level BPE (ours = HF)")
+    ax.plot(sizes, [chars_per_token[s] for s in sizes], "o-", label="byte-level BPE, ours")
+    ax.plot(sizes, [hf_chars_per_token[s] for s in sizes], "x", ms=9, color="k",
+            label="HF tokenizers")
     ax.axhline(1.0, color="gray", ls=":", label="characters (char tokenizer)")
     ax.set_xscale("log")
     ax.set_xlabel("vocabulary size")
@@ -145,6 +152,7 @@ def tokenizers_experiment(cfg: Config, run: Run) -> Verdict:
         "char_round_trip_lossless": char_round_trip, "wordpiece_ids_equal_hf": wordpiece_equal,
         "chars_per_token": {str(k): round(v, 4) for k, v in chars_per_token.items()},
         "compression_grows_with_vocab": compression_grows,
+        "compression_equal_hf_every_size": compression_equal_hf,
         "train_seconds_ours": round(ours_train_s, 3), "train_seconds_hf": round(hf_train_s, 3),
         "encode_mb_per_s_ours": round(mb / ours_encode_s, 3),
         "encode_mb_per_s_hf": round(mb / hf_encode_s, 3),
@@ -153,7 +161,7 @@ def tokenizers_experiment(cfg: Config, run: Run) -> Verdict:
     run.print(f"train: ours {ours_train_s:.2f}s, HF {hf_train_s:.2f}s; encode {mb:.2f} MB: "
               f"ours {mb / ours_encode_s:.2f} MB/s, HF {mb / hf_encode_s:.2f} MB/s")
     held = (merges_equal and vocab_equal and ids_equal and round_trip and char_round_trip
-            and compression_grows and wordpiece_equal is not False)
+            and compression_grows and compression_equal_hf and wordpiece_equal is not False)
     return Verdict(held=held, metrics=metrics,
                    notes="BPE trained by ours and by HF tokenizers BpeTrainer on the same text; "
                          "merges, vocab ids and held-out ids compared exactly; encode speed is "
