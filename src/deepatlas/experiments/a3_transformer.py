@@ -47,7 +47,7 @@ class Config:
     min_exact_match: float = 0.95
     seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1000, lr=3e-3, warmup=150, schedule="inverse_sqrt", clip=1.0, log_every=25))
+        steps=1500, lr=3e-3, warmup=150, schedule="inverse_sqrt", clip=1.0, log_every=25))
 
 
 def sample_sentences(n: int, lengths: tuple[int, int], words: int, g: torch.Generator) -> list[tuple[int, ...]]:
