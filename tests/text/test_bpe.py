@@ -111,7 +111,7 @@ def test_save_load_round_trip_and_hf_reads_ours(trained_bpe, tmp_path):
 def test_errors_name_the_bad_value(trained_bpe):
     with pytest.raises(ValueError, match="id 99999"):
         trained_bpe.decode([99999])
-    with pytest.raises(ValueError, match="unknown pretokenizer 'llama9'.*gpt2, smollm"):
+    with pytest.raises(ValueError, match="unknown pretokenizer 'llama9'.*gpt2, default, smollm"):
         PreTokenizer("llama9")
     with pytest.raises(ValueError, match="not in the vocab"):
         ByteLevelBPE({"a": 0, "b": 1}, [("a", "b")])

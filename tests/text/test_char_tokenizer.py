@@ -23,8 +23,10 @@ def test_round_trip_any_unicode(text):
 
 def test_errors_name_the_bad_value():
     tok = CharTokenizer.from_text("abc")
-    with pytest.raises(KeyError, match=r"'Z' \(U\+005A\) at position 1"):
+    with pytest.raises(ValueError, match=r"^character 'Z' \(U\+005A\) at position 1"):
         tok.encode("aZb")
+    with pytest.raises(KeyError):  # also a KeyError, for code that catches lookups
+        tok.encode("Z")
     with pytest.raises(ValueError, match="id 3 is outside the vocabulary 0..2"):
         tok.decode([0, 3])
     with pytest.raises(ValueError, match="twice"):

@@ -9,6 +9,13 @@ from __future__ import annotations
 from typing import Iterable
 
 
+class UnknownCharacterError(KeyError, ValueError):
+    """A character outside the vocabulary (a KeyError for lookups, a ValueError for callers)."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0])
+
+
 class CharTokenizer:
     """chars: the vocabulary, id i is chars[i]."""
 
@@ -34,7 +41,7 @@ class CharTokenizer:
             return [self.char_to_id[c] for c in text]
         except KeyError as err:
             c = err.args[0]
-            raise KeyError(f"character {c!r} (U+{ord(c):04X}) at position {text.index(c)} is not in "
+            raise UnknownCharacterError(f"character {c!r} (U+{ord(c):04X}) at position {text.index(c)} is not in "
                            f"the vocabulary of {len(self)} characters; build the tokenizer from "
                            "text that contains it") from None
 

@@ -26,6 +26,7 @@ GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|
 # llama.cpp's `tokenizer.ggml.pre = "smollm"` is ["\p{N}", GPT-2 regex]: each digit stands alone.
 PRETOKENIZERS: dict[str, tuple[str, ...]] = {
     "gpt2": (GPT2_PATTERN,),
+    "default": (GPT2_PATTERN,),  # llama.cpp's name for the GPT-2 regex in `tokenizer.ggml.pre`
     "smollm": (r"\p{N}", GPT2_PATTERN),
 }
 
