@@ -118,6 +118,9 @@ def transformer_translate(cfg: Config, run: Run) -> Verdict:
     test = {m: [s for s in sample_sentences(2 * cfg.test_per_length, (m, m), cfg.words, g) if s not in seen]
             [:cfg.test_per_length] for m in range(1, cfg.test_max_len + cfg.probe_lengths + 1)}
     test = {m: sents for m, sents in test.items() if sents}  # short lengths may all be in the pool
+    missing = [m for m in range(long_lengths[0], cfg.test_max_len + cfg.probe_lengths + 1) if m not in test]
+    if missing:
+        raise ValueError(f"no unseen sentence of lengths {missing}: raise words or lower pool")
     test_long = [s for m in range(long_lengths[0], long_lengths[1] + 1) for s in test[m]]
 
     torch.manual_seed(cfg.seed)
@@ -155,8 +158,6 @@ def transformer_translate(cfg: Config, run: Run) -> Verdict:
     # beam accuracy per held-out length (beam_long is ordered by length)
     beam_by_len, i = {}, 0
     for m in range(long_lengths[0], long_lengths[1] + 1):
-        if m not in test:
-            raise ValueError(f"no unseen sentence of length {m}: raise words or lower pool")
         beam_by_len[m] = sum(beam_long[i:i + len(test[m])]) / len(test[m])
         i += len(test[m])
     for m in sorted(acc):
