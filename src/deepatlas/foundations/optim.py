@@ -29,6 +29,14 @@ def _check(name: str, value: float, low: float, high: float = math.inf) -> None:
         raise ValueError(f"{name}={value} is invalid; it must be in [{low}, {high})")
 
 
+def _evaluate(closure: Callable[[], Tensor] | None) -> Tensor | None:
+    """torch.optim's closure protocol: re-evaluate the loss (with grad enabled) before stepping."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class SGD(Optimizer):
     """Plain, heavy-ball-momentum, or Nesterov SGD, with optional L2 weight decay (torch's convention)."""
 
@@ -44,10 +52,7 @@ class SGD(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             lr, mu, tau, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
             for p in group["params"]:
@@ -83,10 +88,7 @@ class Adam(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
             for p in group["params"]:
