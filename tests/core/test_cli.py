@@ -76,16 +76,12 @@ def test_run_unknown_key_exits_2_naming_valid_keys(fake, tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason="core/config.py (lead's file): set_key recurses with the rest of "
-                   "the key, so a nested typo is named 'lrr' (not 'train.lrr') and gets no suggestion")
 def test_nested_unknown_key_is_named_in_full_with_suggestion(fake, tmp_path, capsys):
     assert cli.main(["run", NAME, "train.lrr=3", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown config key 'train.lrr'" in err and "Did you mean 'train.lr'" in err
 
 
-@pytest.mark.xfail(strict=True, raises=SystemExit, reason="cli.py (lead's file): argparse does not take "
-                   "positional overrides after an option (`run X --quick steps=3`); parse_intermixed_args would")
 def test_overrides_after_options(fake, tmp_path):
     assert cli.main(["run", NAME, "--quick", "n=7", "--out", str(tmp_path / "r")]) == 0
 

@@ -53,8 +53,10 @@ def _parse_value(text: str, kind: Any, key: str) -> Any:
         if origin in (tuple, list):
             items = json.loads(text) if text.strip().startswith("[") else [t for t in text.split(",") if t]
             elem = args[0] if args else str
-            vals = [_parse_value(str(v), elem, key) for v in items]
+            vals = [_parse_value(str(v), elem, f"{key}[{i}]") for i, v in enumerate(items)]
             return tuple(vals) if origin is tuple else vals
+    except ConfigError:
+        raise
     except (ValueError, json.JSONDecodeError):
         name = getattr(kind, "__name__", str(kind))
         raise ConfigError(f"{key}={text!r}: expected a value of type {name}") from None
@@ -85,26 +87,29 @@ def override(cfg: Any, assignments: Iterable[str]) -> Any:
     return cfg
 
 
-def set_key(cfg: Any, key: str, text: str, root: Any | None = None) -> None:
+def set_key(cfg: Any, key: str, text: str, root: Any | None = None, full_key: str | None = None) -> None:
+    """Set dotted `key` (relative to `cfg`) from its text; errors name `full_key` from the root."""
     root = cfg if root is None else root
+    full_key = key if full_key is None else full_key
     head, _, rest = key.partition(".")
     names = {f.name for f in dataclasses.fields(cfg)}
     if head not in names:
         keys = valid_keys(root)
-        close = difflib.get_close_matches(key, keys, n=1)
+        close = difflib.get_close_matches(full_key, keys, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown config key {key!r}.{hint} Valid keys: {', '.join(keys)}")
+        raise ConfigError(f"unknown config key {full_key!r}.{hint} Valid keys: {', '.join(keys)}")
     current = getattr(cfg, head)
     if rest:
         if not dataclasses.is_dataclass(current):
-            raise ConfigError(f"{key!r}: {head!r} is a value, not a group of settings")
+            raise ConfigError(f"{full_key!r}: {head!r} is a value, not a group of settings")
         child = dataclasses.replace(current)
         setattr(cfg, head, child)
-        set_key(child, rest, text, root)
+        set_key(child, rest, text, root, full_key)
         return
     if dataclasses.is_dataclass(current):
-        raise ConfigError(f"{key!r} is a group; set one of its keys, e.g. {key}.{dataclasses.fields(current)[0].name}=...")
-    setattr(cfg, head, _parse_value(text, _field_types(type(cfg))[head], key))
+        first = dataclasses.fields(current)[0].name
+        raise ConfigError(f"{full_key!r} is a group; set one of its keys, e.g. {full_key}.{first}=...")
+    setattr(cfg, head, _parse_value(text, _field_types(type(cfg))[head], full_key))
 
 
 def to_dict(cfg: Any) -> dict:
