@@ -71,6 +71,20 @@ def test_malformed_database_is_a_clear_error(folder, tmp_path):
         read_lazyload_index(tmp_path / "bad.rdx")
 
 
+def test_other_compressions_of_a_record():
+    import bz2
+    import lzma
+    payload = b"X\n" + struct.pack(">4i", 2, 0, 0, 254)  # serialization v2 of NULL
+    size = struct.pack(">i", len(payload))
+    for compressed, record in [(0, payload), (1, size + zlib.compress(payload)),
+                               (2, size + b"2" + bz2.compress(payload)),
+                               (3, size + b"Z" + lzma.compress(payload)),
+                               (3, size + b"0" + payload)]:
+        assert read_lazyload_record(record, 0, len(record), compressed) is None
+    with pytest.raises(RFormatError, match="compression type b'Q'"):
+        read_lazyload_record(size + b"Q" + payload, 0, len(payload) + 5, 3)
+
+
 def test_missing_package_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="r-cran-janeaustenr"):
         austen_texts(tmp_path)

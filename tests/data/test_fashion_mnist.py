@@ -106,8 +106,9 @@ def test_corrupted_download_is_deleted_and_an_error(tmp_path, serve):
     assert not any(p.name.endswith(".part") for p in cache.iterdir())  # no temp file left
 
 
-def test_no_data_and_no_network_says_how_to_fix(tmp_path):
+def test_no_data_and_no_network_says_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPATLAS_FASHION_MNIST_URL", "http://127.0.0.1:9/")  # nothing listens
     with pytest.raises(FileNotFoundError) as err:
-        fashion_mnist_dir(system_dir=tmp_path / "a", cache=tmp_path / "b", url="http://127.0.0.1:9/")
+        fashion_mnist_dir(system_dir=tmp_path / "a", cache=tmp_path / "b")
     assert "apt-get install dataset-fashion-mnist" in str(err.value)
-    assert "DEEPATLAS_FASHION_MNIST_URL" in str(err.value)
+    assert "DEEPATLAS_FASHION_MNIST_URL" in str(err.value) and "127.0.0.1:9" in str(err.value)

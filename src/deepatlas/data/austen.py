@@ -10,6 +10,7 @@ sit in R's lazy-load database of the package's data:
         object is rdb[offset : offset + length] =
             int32 big-endian uncompressed length  +  zlib stream        (compressed = TRUE/1)
             int32 length  +  1 type byte ('0' none, '1' zlib, '2' bzip2, 'Z' xz) + data   (2, 3)
+            the bare serialization                                          (compressed = FALSE)
         and the uncompressed bytes are an R serialization (deepatlas.data.rserialize).
 
 In janeaustenr 1.0.0 each novel is a character vector, one element per line of the Project
@@ -82,6 +83,8 @@ def read_lazyload_record(rdb_bytes: bytes, offset: int, length: int, compressed:
     if len(record) != length or length < 5:
         raise RFormatError(f"record at offset {offset} with length {length} runs past the .rdb "
                            f"({len(rdb_bytes)} bytes)")
+    if compressed == 0:  # compressed = FALSE: the record is the bare serialization
+        return unserialize(record)
     size = struct.unpack(">i", record[:4])[0]
     body, kind = record[4:], b"1"
     if compressed in (2, 3):
