@@ -62,6 +62,7 @@ def test_smollm2_kept_blocks_equal_dequantized_model():
     dense, blocks = from_gguf(path), from_gguf(path, keep_quantized=True)
     n_block = sum(isinstance(m, BlockQuantLinear) for m in blocks.modules())
     assert n_block == 30 * 7 + 1  # every projection + the tied head (Q8_0 embedding)
-    idx = torch.tensor([[504, 3575, 282, 4649, 314]])
-    with torch.no_grad():
-        torch.testing.assert_close(blocks(idx), dense(idx), atol=1e-4, rtol=1e-4)
+    # the kept blocks (rows un-permuted for RoPE) dequantise to exactly the dense weights
+    for name in ("blocks.0.self_attn.q_proj", "blocks.0.self_attn.k_proj", "blocks.29.ffn.down_proj", "lm_head"):
+        torch.testing.assert_close(blocks.get_submodule(name).weight(), dense.get_submodule(name).weight,
+                                   atol=0, rtol=0)

@@ -136,6 +136,8 @@ class Llama(nn.Module):
         if S > self.config.context_length:
             raise ValueError(f"positions up to {S - 1} exceed the context length {self.config.context_length}")
         mask, causal = None, T > 1
+        if attention_mask is not None and bool(attention_mask[:, :S].all()):
+            attention_mask = None                                              # no padding: plain causal
         if attention_mask is not None:
             keep = causal_mask(T, S, idx.device) & attention_mask[:, None, None, :S].bool()  # (B, 1, T, S)
             # a left-pad query sees no real key; let it see itself so softmax stays finite
