@@ -64,14 +64,14 @@ def load_corpus(cfg: Config) -> str:
     return text[:cfg.corpus_chars] if cfg.corpus_chars > 0 else text
 
 
-def tokenize(cfg: Config, text: str, run: Run) -> tuple[torch.Tensor, float, callable]:
-    """-> ids, chars per token, decode; saves the tokenizer into the run folder."""
+def tokenize(cfg: Config, text: str, run: Run) -> tuple[torch.Tensor, float, callable, int]:
+    """-> ids, chars per token, decode, vocab size; saves the tokenizer into the run folder."""
     if cfg.tokenizer == "char":
         from deepatlas.text.char import CharTokenizer
 
         tok = CharTokenizer.from_text(text)
         save_char_tokenizer(run.dir, tok.chars)
-        return torch.tensor(tok.encode(text)), 1.0, tok.decode
+        return torch.tensor(tok.encode(text)), 1.0, tok.decode, len(tok)
     if cfg.tokenizer == "bpe":
         from deepatlas.text.bpe import ByteLevelBPE
 
@@ -81,7 +81,7 @@ def tokenize(cfg: Config, text: str, run: Run) -> tuple[torch.Tensor, float, cal
         run.print(f"BPE: {len(bpe)} tokens, {len(text) / len(ids):.2f} chars/token "
                   f"({time.time() - start:.0f} s)")
         save_bpe_tokenizer(run.dir, bpe)
-        return torch.tensor(ids), len(text) / len(ids), bpe.decode
+        return torch.tensor(ids), len(text) / len(ids), bpe.decode, len(bpe)
     raise ValueError(f"tokenizer={cfg.tokenizer!r}; valid: char, bpe")
 
 
@@ -102,12 +102,11 @@ def gpt_pretrain(cfg: Config, run: Run) -> Verdict:
 
     torch.manual_seed(cfg.seed)
     text = load_corpus(cfg)
-    ids, chars_per_token, decode = tokenize(cfg, text, run)
+    ids, chars_per_token, decode, vocab = tokenize(cfg, text, run)
     data = LMDataset(ids, val_fraction=0.1)
     # H₁ measured on the validation text, the text the model's bits/char are measured on
     val_text = text[len(text) - int(len(text) * 0.1):]
     h1 = unigram_entropy_bits(val_text)
-    vocab = int(ids.max()) + 1
     model = GPT(GPTConfig(vocab_size=vocab, block_size=cfg.block_size, n_layer=cfg.n_layer,
                           n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(run.device)
     run.print(f"{len(text):,} chars, {len(ids):,} tokens, vocab {vocab}, "
