@@ -1,6 +1,6 @@
 """`deepatlas chat` (interactive, streaming, multi-turn) and `deepatlas generate` (one prompt).
 
-    deepatlas chat [--model smollm2 | --gguf PATH] [--weights fp32|bf16|int8|q8|gguf] [--temperature 0.7]
+    deepatlas chat [--model smollm2 | --gguf PATH] [--weights fp32|bf16|int8|int4|q8|gguf] [--temperature 0.7]
     deepatlas generate --model smollm2 --prompt "What is the capital of France?" [--raw]
 
 In chat: an empty line is ignored, /reset forgets the conversation, /exit or Ctrl-D leaves.
@@ -13,14 +13,15 @@ import sys
 
 from deepatlas.generation.decode import SamplingSettings
 
-WEIGHTS = ("fp32", "bf16", "int8", "q8", "gguf")
+WEIGHTS = ("fp32", "bf16", "int8", "int4", "q8", "gguf")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="smollm2", help="installed model (default: smollm2)")
     p.add_argument("--gguf", default=None, help="path of a llama GGUF file instead of --model")
     p.add_argument("--weights", default="fp32", choices=WEIGHTS,
-                   help="weights in memory: fp32 (exact), bf16, int8 per channel, q8 (Q8_0 blocks), "
+                   help="weights in memory: fp32 (exact), bf16, int8 per channel, int4 (the file's Q4 codes, "
+                        "fused kernel; the fastest), q8 (Q8_0 blocks), "
                         "gguf (the file's own blocks, dequantised on the fly; same answers as fp32)")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")

@@ -46,7 +46,7 @@ class ChatModel:
 
     @classmethod
     def load(cls, path: str | Path, weights: str = "fp32") -> ChatModel:
-        model = from_gguf(path, keep_quantized=weights == "gguf")
+        model = from_gguf(path, keep_quantized=weights in ("gguf", "int4"))  # int4 reuses the Q4 codes
         if weights not in ("fp32", "gguf"):
             from deepatlas.quant.linear import compact_model
 
