@@ -1,13 +1,12 @@
 """Encoder-decoder Transformer: label smoothing equals torch's, masks do what they claim,
-beam search equals exhaustive search, beam 1 equals greedy."""
-import itertools
-
+greedy equals the argmax loop, the decoder cache changes no output, sources decode independently.
+(The beam search itself is tested in tests/generation/test_beam.py.)"""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from deepatlas.models.seq2seq_decode import beam_search, greedy_decode, length_penalty_of
 from deepatlas.models.transformer import Transformer, TransformerConfig, label_smoothed_cross_entropy
+from deepatlas.nn.attention import KVCache
 
 close = torch.testing.assert_close
 
@@ -56,64 +55,6 @@ def test_embedding_scale_and_sharing():
         Transformer(TransformerConfig(src_vocab=9, tgt_vocab=8, share_embeddings=True))
 
 
-def _table_step(V: int, K: int, seed: int = 0):
-    """A fixed random next-token distribution for every (source, prefix): a stand-in model."""
-    def step(tokens: torch.Tensor) -> torch.Tensor:
-        rows = []
-        for i, prefix in enumerate(tokens.tolist()):
-            g = torch.Generator().manual_seed(hash((seed, i // K, *prefix)) % (2 ** 31))
-            rows.append((torch.randn(V, generator=g) * 2).log_softmax(-1))
-        return torch.stack(rows)
-    return step
-
-
-def _exhaustive(V: int, eos: int, max_len: int, source: int, alpha: float) -> tuple[list[int], float]:
-    """Score every possible output (ending in EOS, or cut at max_len) and return the best."""
-    step = _table_step(V, 1)
-    best, best_score = None, float("-inf")
-    for n in range(1, max_len + 1):
-        for seq in itertools.product(range(V), repeat=n):
-            if eos in seq[:-1] or (n < max_len and seq[-1] != eos):
-                continue  # unfinished before max_len: not an output
-            logp = 0.0
-            for t in range(n):
-                prefix = torch.tensor([[0, *seq[:t]]])
-                logp += step_source(step, prefix, source)[seq[t]].item()
-            score = logp / length_penalty_of(torch.tensor(n), alpha).item()
-            if score > best_score:
-                best, best_score = [s for s in seq if s != eos], score
-    return best, best_score
-
-
-def step_source(step, prefix, source):
-    # row index `source` with K = 1 selects that source's table
-    return step(prefix.expand(source + 1, -1))[source]
-
-
-@pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0])
-def test_beam_with_room_for_everything_equals_exhaustive_search(alpha):
-    V, eos, max_len, B = 3, 2, 4, 2
-    K = V ** max_len  # every hypothesis fits in the beam
-    seqs, scores = beam_search(_table_step(V, K), B, bos=0, eos=eos, max_len=max_len, beam_size=K,
-                               length_penalty=alpha)
-    for b in range(B):
-        best, best_score = _exhaustive(V, eos, max_len, b, alpha)
-        assert seqs[b] == best
-        assert scores[b] == pytest.approx(best_score, abs=1e-4)
-
-
-def test_beam_of_one_equals_greedy_and_wider_beams_score_at_least_as_well():
-    V, eos, B = 6, 1, 5
-    greedy = greedy_decode(_table_step(V, 1, seed=3), B, bos=0, eos=eos, max_len=6)
-    beam1, s1 = beam_search(_table_step(V, 1, seed=3), B, bos=0, eos=eos, max_len=6, beam_size=1,
-                            length_penalty=0.0)
-    assert beam1 == greedy
-    _, s4 = beam_search(_table_step(V, 4, seed=3), B, bos=0, eos=eos, max_len=6, beam_size=4,
-                        length_penalty=0.0)
-    assert all(b >= a - 1e-6 for a, b in zip(s1, s4))
-    assert any(b > a + 1e-6 for a, b in zip(s1, s4))  # on this table the beam finds better outputs
-
-
 def test_model_greedy_equals_argmax_loop_and_beam_runs_batched():
     model = _model()
     src = torch.randint(1, 11, (3, 5))
@@ -129,3 +70,16 @@ def test_model_greedy_equals_argmax_loop_and_beam_runs_batched():
     beams = model.beam(src, bos=1, eos=2, max_len=6, beam_size=3)
     single = [model.beam(src[b:b + 1], bos=1, eos=2, max_len=6, beam_size=3)[0] for b in range(3)]
     assert beams == single  # sources in one batch do not interact
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_cache_equals_recomputation(norm_first):
+    model = _model(norm_first=norm_first)
+    src, tgt = torch.randint(1, 11, (3, 5)), torch.randint(1, 13, (3, 6))
+    memory, src_pad = model.encode(src)
+    cache = KVCache(2, 3, 2, 6, 8)
+    stepwise = torch.cat([model.decode(tgt[:, :2], memory, src_pad, cache=cache)]
+                         + [model.decode(tgt[:, t:t + 1], memory, src_pad, cache=cache) for t in range(2, 6)], 1)
+    close(stepwise, model.decode(tgt, memory, src_pad), atol=1e-5, rtol=1e-5)
+    assert model.greedy(src, 1, 2, 8, use_cache=True) == model.greedy(src, 1, 2, 8, use_cache=False)
+    assert model.beam(src, 1, 2, 8, 3, use_cache=True) == model.beam(src, 1, 2, 8, 3, use_cache=False)

@@ -3,7 +3,7 @@
 Post-norm blocks (§3.1), sinusoidal positions (§3.5), embeddings scaled by √d_model and
 optionally shared between source, target and the output projection (§3.4), label-smoothed
 cross-entropy (§5.4, Szegedy et al. 2016) and the warmup-then-1/√step learning rate (eq. 3,
-deepatlas.core.schedules.inverse_sqrt). Decoding: deepatlas.models.seq2seq_decode.
+deepatlas.core.schedules.inverse_sqrt). Decoding: deepatlas.generation.beam.
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepatlas.models.seq2seq_decode import beam_search, greedy_decode
+from deepatlas.generation.beam import Hypothesis, beam_decode, make_step
+from deepatlas.nn.attention import KVCache
 from deepatlas.nn.blocks import TransformerBlock, make_norm
 from deepatlas.nn.positions import SinusoidalPositions
 
@@ -80,9 +80,9 @@ class Transformer(nn.Module):
         if cfg.tie_output:
             self.out.weight = self.tgt_embed.weight
 
-    def _embed(self, table: nn.Embedding, tokens: Tensor) -> Tensor:
+    def _embed(self, table: nn.Embedding, tokens: Tensor, offset: int = 0) -> Tensor:
         # §3.4: embeddings × √d_model, §3.5: + PE, then dropout      (B, T, d)
-        x = table(tokens) * math.sqrt(self.cfg.d_model) + self.positions(tokens.size(1))
+        x = table(tokens) * math.sqrt(self.cfg.d_model) + self.positions(tokens.size(1), offset)
         return self.dropout(x)
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
@@ -93,11 +93,16 @@ class Transformer(nn.Module):
             x = block(x, key_padding_mask=src_pad)
         return self.encoder_norm(x), src_pad
 
-    def decode(self, tgt_in: Tensor, memory: Tensor, src_pad: Tensor) -> Tensor:
-        """tgt_in (B, T) (BOS + target so far) -> logits (B, T, V), causal over the target."""
-        x = self._embed(self.tgt_embed, tgt_in)
-        for block in self.decoder:
-            x = block(x, memory, causal=True, memory_key_padding_mask=src_pad)
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_pad: Tensor,
+               cache: KVCache | None = None) -> Tensor:
+        """tgt_in (B, T) (BOS + target so far) -> logits (B, T, V), causal over the target.
+
+        With `cache` (the decoder's self-attention keys/values of the cache.length earlier
+        target positions) tgt_in holds the next T positions; cross-attention reads `memory`."""
+        pos = cache.length if cache is not None else 0
+        x = self._embed(self.tgt_embed, tgt_in, offset=pos)
+        for i, block in enumerate(self.decoder):
+            x = block(x, memory, causal=True, memory_key_padding_mask=src_pad, cache=cache, layer=i, pos=pos)
         return self.out(self.decoder_norm(x))
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
@@ -110,25 +115,34 @@ class Transformer(nn.Module):
         return label_smoothed_cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), smoothing,
                                             ignore_index=self.cfg.pad_id)
 
-    def _step_fn(self, src: Tensor, copies: int):
-        """step(tokens (B·copies, t)) -> next-token log-probs (B·copies, V); row i decodes src[i // copies]."""
+    def _decode_search(self, src: Tensor, bos: int, eos: int, max_len: int, beams: int,
+                       use_cache: bool, **options) -> list[list[int]]:
+        """deepatlas.generation.beam.beam_decode from BOS -> the best output per source, without EOS."""
         memory, src_pad = self.encode(src)
-        memory, src_pad = memory.repeat_interleave(copies, 0), src_pad.repeat_interleave(copies, 0)
-
-        def step(tokens: Tensor) -> Tensor:
-            # the whole prefix is re-decoded each step: simple, and cheap for short outputs
-            return F.log_softmax(self.decode(tokens, memory, src_pad)[:, -1], dim=-1)
-
-        return step
+        # row b·beams + k decodes src[b]: each source's memory repeated once for all its beams
+        memory, src_pad = memory.repeat_interleave(beams, 0), src_pad.repeat_interleave(beams, 0)
+        cfg, w = self.cfg, self.out.weight
+        cache = KVCache(cfg.n_decoder_layer, src.size(0) * beams, cfg.n_head, max_len,
+                        cfg.d_model // cfg.n_head, dtype=w.dtype, device=w.device) if use_cache else None
+        step = make_step(lambda tokens, c: self.decode(tokens, memory, src_pad, cache=c), cache)
+        start = torch.full((src.size(0), 1), bos, dtype=torch.long, device=src.device)
+        return [_without_eos(hyps, eos) for hyps in beam_decode(step, start, beams, max_len, eos, **options)]
 
     @torch.no_grad()
-    def greedy(self, src: Tensor, bos: int, eos: int, max_len: int) -> list[list[int]]:
-        """Most likely next token at each step -> one token list per source (without BOS/EOS)."""
-        return greedy_decode(self._step_fn(src, 1), src.size(0), bos, eos, max_len, device=src.device)
+    def greedy(self, src: Tensor, bos: int, eos: int, max_len: int, use_cache: bool = True) -> list[list[int]]:
+        """Most likely next token at each step -> one token list per source (without BOS/EOS).
+
+        Greedy decoding is beam search of width 1 without a length penalty."""
+        return self._decode_search(src, bos, eos, max_len, 1, use_cache, length_penalty=0.0)
 
     @torch.no_grad()
     def beam(self, src: Tensor, bos: int, eos: int, max_len: int, beam_size: int = 4,
-             length_penalty: float = 0.6) -> list[list[int]]:
-        """Beam search (see seq2seq_decode.beam_search) -> the best token list per source."""
-        return beam_search(self._step_fn(src, beam_size), src.size(0), bos, eos, max_len,
-                           beam_size=beam_size, length_penalty=length_penalty, device=src.device)[0]
+             length_penalty: float = 0.6, length_norm: str = "gnmt", use_cache: bool = True) -> list[list[int]]:
+        """Beam search (GNMT length penalty by default, Wu et al. 2016) -> the best token list per source."""
+        return self._decode_search(src, bos, eos, max_len, beam_size, use_cache,
+                                   length_penalty=length_penalty, length_norm=length_norm)
+
+
+def _without_eos(hyps: list[Hypothesis], eos: int) -> list[int]:
+    tokens = hyps[0].tokens if hyps else []
+    return tokens[:-1] if tokens[-1:] == [eos] else tokens
