@@ -1,17 +1,29 @@
 """GPT benchmarks against Hugging Face's GPT2LMHeadModel, same weights and data, same process.
 
+Ours and HF are timed in turns (bench.common.interleaved_median_times): on a shared machine a
+slow spell then slows both sides alike.
+
 train_step:     one AdamW training step of a nanoGPT-char-sized GPT (6 layers, 6 heads, 384 dims,
-                context 256, batch 8): deepatlas (SDPA, fused AdamW where torch has it) vs HF
-                (its default attention, default AdamW). Goal: ≥ 1.5× faster.
+                context 256, batch 8, dropout 0): deepatlas (SDPA's causal kernel, fused LayerNorm,
+                one q/k/v matmul, fused AdamW where torch has it) vs HF (its default sdpa attention,
+                default AdamW). Goal: ≥ 1.5× faster. compile=True also compiles ours (torch.compile;
+                its compile time is reported apart); the record's "form" says which ran.
+train_step_same_optimizer: the same, HF with fused AdamW too: what the model code alone gains.
 greedy_decode:  GPT-2 small (124M, random weights), batch 1, 64 new greedy tokens with the KV
-                cache: deepatlas generate vs HF generate. Goal: ≥ 2× tokens/s.
+                cache, both fp32: deepatlas generate vs HF generate. Goal: ≥ 2× tokens/s.
+greedy_decode_compact: the same, ours with compact (bf16) weights vs HF fp32. One token reads
+                every weight once, so on a CPU half the bytes is the lever; the record holds the
+                share of greedy tokens equal to our fp32 model's on the same prompt.
 cache_speedup:  ours with the KV cache vs ours recomputing the sequence (same 64 tokens).
 """
 from __future__ import annotations
 
+import copy
+import time
+
 import torch
 
-from bench.common import median_time, result
+from bench.common import interleaved_median_times, median_time, result
 from deepatlas.generation.decode import generate
 from deepatlas.models.gpt import GPT, GPTConfig, config_to_hf, lm_loss, preset, to_hf_state_dict
 
@@ -37,12 +49,16 @@ def _adamw(params, fused: bool) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-4)
 
 
-def train_step(B: int = 8, T: int = 256, repeats: int = 3) -> dict:
+def _train_pair(B: int, T: int, compile: bool, hf_fused: bool, repeats: int) -> tuple[dict, dict]:
     torch.manual_seed(0)
-    ours = GPT(GPTConfig(vocab_size=65, block_size=T, n_layer=6, n_head=6, n_embd=384))
+    ours = GPT(GPTConfig(vocab_size=65, block_size=T, n_layer=6, n_head=6, n_embd=384, dropout=0.0))
     hf = _hf_twin(ours)
     x = torch.randint(0, 65, (B, T + 1), generator=torch.Generator().manual_seed(1))
     batch = (x[:, :-1], x[:, 1:])
+    run_ours, info = ours, {"form": "eager"}
+    if compile:
+        run_ours = torch.compile(ours)
+        info["form"] = "torch.compile"
 
     def stepper(model, loss_fn, fused):
         opt = _adamw(model.parameters(), fused)
@@ -54,10 +70,26 @@ def train_step(B: int = 8, T: int = 256, repeats: int = 3) -> dict:
             opt.zero_grad(set_to_none=True)
         return step
 
-    t_ours = median_time(stepper(ours, lambda m: lm_loss(m, batch), True), warmup=1, repeats=repeats)
-    t_hf = median_time(stepper(hf, lambda m: m(batch[0], labels=x[:, :-1]).loss, False),
-                       warmup=1, repeats=repeats)
-    return result("gpt_train_step", "s/step", t_ours, t_hf, "HF GPT2LMHeadModel", 1.5)
+    step_ours = stepper(run_ours, lambda m: lm_loss(m, batch), True)
+    if compile:
+        start = time.perf_counter()
+        step_ours()                                          # compiles forward and backward
+        info["compile_s"] = time.perf_counter() - start
+    step_hf = stepper(hf, lambda m: m(batch[0], labels=x[:, :-1]).loss, hf_fused)
+    t = interleaved_median_times({"ours": step_ours, "hf": step_hf}, warmup=1, repeats=repeats)
+    info["optimizer"] = {"ours": "AdamW(fused=True)", "peer": f"AdamW({'fused=True' if hf_fused else 'default'})"}
+    return t, info
+
+
+def train_step(B: int = 8, T: int = 256, repeats: int = 3, compile: bool = False) -> dict:
+    t, info = _train_pair(B, T, compile, hf_fused=False, repeats=repeats)
+    return result("gpt_train_step", "s/step", t["ours"], t["hf"], "HF GPT2LMHeadModel", 1.5) | info
+
+
+def train_step_same_optimizer(B: int = 8, T: int = 256, repeats: int = 3) -> dict:
+    t, info = _train_pair(B, T, False, hf_fused=True, repeats=repeats)
+    return result("gpt_train_step_same_optimizer", "s/step", t["ours"], t["hf"],
+                  "HF GPT2LMHeadModel, fused AdamW", 1.0) | info
 
 
 def _gpt2_small_pair():
@@ -66,23 +98,43 @@ def _gpt2_small_pair():
     return ours, _hf_twin(ours).eval()
 
 
+def _hf_greedy(hf, prompt: list[int], new_tokens: int):
+    ids = torch.tensor([prompt])
+
+    def run():
+        with torch.no_grad():
+            return hf.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                               do_sample=False, use_cache=True, pad_token_id=0)[0, len(prompt):].tolist()
+    return run
+
+
 def greedy_decode(new_tokens: int = 64, repeats: int = 3) -> dict:
     ours, hf = _gpt2_small_pair()
     prompt = list(range(100, 116))
-    out_ours = generate(ours, [prompt], new_tokens)[0]
-    ids = torch.tensor([prompt])
-
-    def hf_generate():
-        return hf.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                           use_cache=True, pad_token_id=0)
-
-    if hf_generate()[0, len(prompt):].tolist() != out_ours:
+    hf_run = _hf_greedy(hf, prompt, new_tokens)
+    if hf_run() != generate(ours, [prompt], new_tokens)[0]:
         raise RuntimeError("ours and HF chose different greedy tokens: not the same computation")
-    t_ours = median_time(lambda: generate(ours, [prompt], new_tokens), warmup=1, repeats=repeats)
-    with torch.no_grad():
-        t_hf = median_time(hf_generate, warmup=1, repeats=repeats)
-    return result("gpt2_greedy_decode", "tokens/s", new_tokens / t_ours, new_tokens / t_hf,
-                  "HF generate (KV cache)", 2.0, higher_is_better=True)
+    t = interleaved_median_times({"ours": lambda: generate(ours, [prompt], new_tokens), "hf": hf_run},
+                                 warmup=1, repeats=repeats)
+    return result("gpt2_greedy_decode", "tokens/s", new_tokens / t["ours"], new_tokens / t["hf"],
+                  "HF generate (KV cache)", 2.0, higher_is_better=True) | {"weights": {"ours": "fp32", "peer": "fp32"}}
+
+
+def greedy_decode_compact(new_tokens: int = 64, repeats: int = 3, weights: str = "bf16") -> dict:
+    from deepatlas.quant.linear import compact_model
+
+    ours, hf = _gpt2_small_pair()
+    prompt = list(range(100, 116))
+    small = compact_model(copy.deepcopy(ours), weights)
+    ref, got = generate(ours, [prompt], new_tokens)[0], generate(small, [prompt], new_tokens)[0]
+    same = [a == b for a, b in zip(ref, got)]
+    t = interleaved_median_times({"ours": lambda: generate(small, [prompt], new_tokens),
+                                  "hf": _hf_greedy(hf, prompt, new_tokens)}, warmup=1, repeats=repeats)
+    return result(f"gpt2_greedy_decode_{weights}_vs_hf_fp32", "tokens/s", new_tokens / t["ours"],
+                  new_tokens / t["hf"], "HF generate (KV cache), fp32", 2.0, higher_is_better=True) | {
+        "weights": {"ours": weights, "peer": "fp32"},
+        "greedy_agreement_vs_our_fp32": sum(same) / len(same),
+        "first_divergence": same.index(False) if False in same else None}
 
 
 def cache_speedup(new_tokens: int = 64, repeats: int = 3) -> dict:
@@ -95,4 +147,4 @@ def cache_speedup(new_tokens: int = 64, repeats: int = 3) -> dict:
                   "ours without cache", 1.0, higher_is_better=True)
 
 
-BENCHMARKS = [train_step, greedy_decode, cache_speedup]
+BENCHMARKS = [train_step, train_step_same_optimizer, greedy_decode, greedy_decode_compact, cache_speedup]

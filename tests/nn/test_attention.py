@@ -138,3 +138,34 @@ def test_cache_reorder_keeps_the_chosen_rows():
     assert k[:, 0, :2, 0].tolist() == [[2, 2], [2, 2], [0, 0]]
     assert v[:, 0, 0, 0].tolist() == [-2, -2, 0]
     assert k[:, 0, 2, 0].tolist() == [9, 9, 9]
+
+
+@pytest.mark.parametrize("n_kv_head,bias", [(4, True), (2, False)])
+def test_fused_qkv_equals_three_projections(n_kv_head, bias):
+    """The one-matmul q/k/v path (B·T ≥ FUSE_QKV_MIN_ROWS) equals the three projections,
+    outputs and every gradient; the parameters keep their q_proj/k_proj/v_proj names."""
+    torch.manual_seed(3)
+    mha = MultiHeadAttention(32, 4, n_kv_head=n_kv_head, bias=bias)
+    x = torch.randn(2, 40, 32)
+    assert mha._fuse_qkv(2 * 40) and not mha._fuse_qkv(1)
+    outs, grads = [], []
+    for fused_rows in (64, 10 ** 9):          # fused, then never fused
+        mha.FUSE_QKV_MIN_ROWS = fused_rows
+        xi = x.clone().requires_grad_(True)
+        y = mha(xi, causal=True)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        outs.append(y)
+        grads.append([xi.grad] + [p.grad.clone() for p in mha.parameters()])
+        mha.zero_grad()
+    close(outs[0], outs[1])
+    for a, b in zip(*grads):
+        close(a, b)
+    assert {n.split(".")[0] for n, _ in mha.named_parameters()} == {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
+def test_one_query_after_cache_needs_no_mask():
+    """causal with T = 1 query at the last of S positions: every key is visible."""
+    q, k, v = _qkv(T=1, S=9)
+    for fast in (True, False):
+        close(scaled_dot_product(q, k, v, causal=True, fast=fast),
+              scaled_dot_product(q, k, v, mask=causal_mask(1, 9), fast=False))

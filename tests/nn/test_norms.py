@@ -32,19 +32,36 @@ def _assert_same(ours, ref, x):
         torch.testing.assert_close(gp1[n], gp2[n], msg=n)
 
 
+@pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
-def test_layernorm_equals_torch(bias):
-    ours, ref = LayerNorm(16, eps=1e-5, bias=bias), nn.LayerNorm(16, eps=1e-5, bias=bias)
+def test_layernorm_equals_torch(bias, fast):
+    ours, ref = LayerNorm(16, eps=1e-5, bias=bias, fast=fast), nn.LayerNorm(16, eps=1e-5, bias=bias)
     _randomise(ours)
     ref.load_state_dict(ours.state_dict())
     _assert_same(ours, ref, torch.randn(3, 5, 16) * 3 + 1)
 
 
-def test_rmsnorm_equals_torch():
-    ours, ref = RMSNorm(16, eps=1e-6), nn.RMSNorm(16, eps=1e-6)
+@pytest.mark.parametrize("fast", [True, False])
+def test_rmsnorm_equals_torch(fast):
+    ours, ref = RMSNorm(16, eps=1e-6, fast=fast), nn.RMSNorm(16, eps=1e-6)
     _randomise(ours)
     ref.load_state_dict(ours.state_dict())
     _assert_same(ours, ref, torch.randn(3, 5, 16) * 3 + 1)
+
+
+def test_norm_formula_equals_fused_kernel():
+    """The plain (formula) path and the fused kernel agree, fp32 and bf16 (RMSNorm's bf16 keeps
+    the formula either way: its fp32-then-cast order is Llama's)."""
+    x = torch.randn(4, 7, 32) * 2 + 0.5
+    ln, rms = LayerNorm(32), RMSNorm(32)
+    _randomise(ln, rms)
+    for mod in (ln, rms):
+        fast = mod(x)
+        mod.fast = False
+        torch.testing.assert_close(mod(x), fast)
+        mod.fast = True
+    torch.testing.assert_close(RMSNorm(32).bfloat16()(x.bfloat16()),
+                               RMSNorm(32, fast=False).bfloat16()(x.bfloat16()), atol=0, rtol=0)
 
 
 def test_rmsnorm_is_not_layernorm():

@@ -127,14 +127,13 @@ class GPT(nn.Module):
         if int(pos.max()) >= self.config.block_size or S > self.config.block_size:
             raise ValueError(f"positions up to {max(int(pos.max()), S - 1)} exceed the context "
                              f"length {self.config.block_size} of this model")
-        mask = None                                                    # None: plain causal
-        if attention_mask is not None or slot > 0:
-            keep = causal_mask(T, S, idx.device)                       # (T, S)
-            if attention_mask is not None:
-                keep = keep & attention_mask[:, None, None, :S]        # (B, 1, T, S)
-                # a left-pad query sees no real key; let it see itself so softmax stays finite
-                keep = keep | _own_position(T, S, idx.device)
-            mask = keep
+        if attention_mask is not None and bool(attention_mask[:, :S].all()):
+            attention_mask = None                                      # nothing padded: plain causal
+        mask = None         # None: causal=True in attention (T == S: SDPA's own causal kernel;
+        if attention_mask is not None:                  # T == 1 after the cache: no mask at all)
+            keep = causal_mask(T, S, idx.device) & attention_mask[:, None, None, :S]  # (B, 1, T, S)
+            # a left-pad query sees no real key; let it see itself so softmax stays finite
+            mask = keep | _own_position(T, S, idx.device)
         # h_0 = W_e[x] + W_p[pos]                                       (B, T, d)
         x = self.drop(self.wte(idx) + F.embedding(pos, self.wpe.weight))
         for i, block in enumerate(self.blocks):

@@ -41,6 +41,8 @@ def scaled_dot_product(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = No
     if H % H_kv != 0:
         raise ValueError(f"query heads {H} must be a multiple of key/value heads {H_kv}")
     T, S = q.size(-2), k.size(-2)
+    if causal and T == 1:   # one query, the last position: tril(S - 1) of one row keeps every key
+        causal = False
     if fast and causal and mask is None and T == S:  # the kernel's own causal path (no mask tensor)
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True,
                                               scale=scale, enable_gqa=H != H_kv)
@@ -142,6 +144,27 @@ class MultiHeadAttention(nn.Module):
         self.dropout = dropout
         self.rope = rope
 
+    # Self-attention's q, k, v read the same x: one matmul x [W_q | W_k | W_v]ᵀ does all three,
+    # forward and backward (one GEMM instead of three, and dL/dx without summing three products).
+    # The weights stay separate parameters (q_proj/k_proj/v_proj: HF and Llama names load as
+    # they are); the concatenation is made at each call, which pays off once the rows of x
+    # (B·T) are many — training, long prompts — and not in one-token decoding, where copying
+    # the weights would cost as much as reading them.
+    FUSE_QKV_MIN_ROWS = 64
+
+    def _fuse_qkv(self, rows: int) -> bool:
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        return (rows >= self.FUSE_QKV_MIN_ROWS and all(type(p) is nn.Linear for p in projs)
+                and len({p.bias is None for p in projs}) == 1)
+
+    def _qkv_fused(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, T, d) -> q (B, T, nh·hd), k and v (B, T, nkv·hd), with one matmul."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        w = torch.cat([p.weight for p in projs])                          # ((nh + 2 nkv)·hd, d)
+        b = None if self.q_proj.bias is None else torch.cat([p.bias for p in projs])
+        kv = self.n_kv_head * self.head_dim
+        return F.linear(x, w, b).split([self.n_head * self.head_dim, kv, kv], dim=-1)
+
     def _heads(self, x: Tensor, n: int) -> Tensor:
         B, T, _ = x.shape
         return x.view(B, T, n, self.head_dim).transpose(1, 2)          # (B, n, T, hd)
@@ -154,10 +177,14 @@ class MultiHeadAttention(nn.Module):
         B, T, _ = x.shape
         if cache is not None and context is not None:
             raise ValueError("the KV cache holds self-attention keys; cross-attention (context) takes no cache")
-        src = x if context is None else context
-        q = self._heads(self.q_proj(x), self.n_head)                    # (B, nh, T, hd)
-        k = self._heads(self.k_proj(src), self.n_kv_head)               # (B, nkv, S, hd)
-        v = self._heads(self.v_proj(src), self.n_kv_head)               # (B, nkv, S, hd)
+        if context is None and self._fuse_qkv(B * T):
+            q, k, v = self._qkv_fused(x)
+        else:
+            src = x if context is None else context
+            q, k, v = self.q_proj(x), self.k_proj(src), self.v_proj(src)
+        q = self._heads(q, self.n_head)                                 # (B, nh, T, hd)
+        k = self._heads(k, self.n_kv_head)                              # (B, nkv, S, hd)
+        v = self._heads(v, self.n_kv_head)                              # (B, nkv, S, hd)
         if self.rope is not None:
             q, k = self.rope(q, k, offset=pos)
         if cache is not None:

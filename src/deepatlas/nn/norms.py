@@ -15,49 +15,74 @@ Hugging Face / torch state dicts copy over unchanged.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class LayerNorm(nn.Module):
-    """LayerNorm over the last dimension; `bias=False` gives the bias-free variant (e.g. OLMo)."""
+def layer_norm(x: Tensor, weight: Tensor, bias: Tensor | None, eps: float, fast: bool = True) -> Tensor:
+    """x: (..., dim) -> (..., dim), normalised over the last dimension.
 
-    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True) -> None:
+    `fast` is torch's one fused kernel (forward and backward); the plain path is the formula, and
+    tests/nn/test_norms.py checks both against nn.LayerNorm."""
+    if fast:
+        return F.layer_norm(x, weight.shape, weight, bias, eps)
+    mu = x.mean(dim=-1, keepdim=True)                                      # (..., 1)
+    var = (x - mu).pow(2).mean(dim=-1, keepdim=True)                       # biased σ², (..., 1)
+    # Ba et al. 2016 eq. (4): y = (x − μ) / sqrt(σ² + ε) · g + b
+    y = (x - mu) * torch.rsqrt(var + eps) * weight
+    return y + bias if bias is not None else y
+
+
+def rms_norm(x: Tensor, weight: Tensor, eps: float, fast: bool = True) -> Tensor:
+    """x: (..., dim) -> (..., dim). Statistics in fp32, the normalised x cast back, then · g.
+
+    `fast` takes torch's F.rms_norm for fp32 inputs (the same computation in one kernel); other
+    dtypes keep the plain path, whose fp32-then-cast order is Llama's (and HF's) exactly."""
+    if fast and x.dtype == torch.float32 and weight.dtype == torch.float32:
+        return F.rms_norm(x, weight.shape, weight, eps)
+    xf = x.float()
+    # Zhang & Sennrich 2019 eq. (4): y = x / sqrt(mean(x²) + ε) · g
+    y = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)
+    return y.to(x.dtype) * weight
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm over the last dimension; `bias=False` gives the bias-free variant (e.g. OLMo).
+
+    fast=False computes the formula (layer_norm above) instead of torch's fused kernel."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True, fast: bool = True) -> None:
         super().__init__()
         if dim <= 0:
             raise ValueError(f"LayerNorm dim must be a positive int, got {dim}")
-        self.dim, self.eps = dim, eps
+        self.dim, self.eps, self.fast = dim, eps, fast
         self.weight = nn.Parameter(torch.ones(dim))                        # g
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None       # b
 
     def forward(self, x: Tensor) -> Tensor:                                # x: (..., dim)
-        mu = x.mean(dim=-1, keepdim=True)                                  # (..., 1)
-        var = (x - mu).pow(2).mean(dim=-1, keepdim=True)                   # biased σ², (..., 1)
-        # Ba et al. 2016 eq. (4): y = (x − μ) / sqrt(σ² + ε) · g + b
-        y = (x - mu) * torch.rsqrt(var + self.eps) * self.weight
-        return y + self.bias if self.bias is not None else y
+        return layer_norm(x, self.weight, self.bias, self.eps, self.fast)
 
     def extra_repr(self) -> str:
-        return f"{self.dim}, eps={self.eps}, bias={self.bias is not None}"
+        return f"{self.dim}, eps={self.eps}, bias={self.bias is not None}, fast={self.fast}"
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm over the last dimension (Llama, T5). Statistics in fp32, result cast back."""
+    """RMSNorm over the last dimension (Llama, T5). Statistics in fp32, result cast back.
 
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+    fast=False computes the formula (rms_norm above) whatever the dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-6, fast: bool = True) -> None:
         super().__init__()
         if dim <= 0:
             raise ValueError(f"RMSNorm dim must be a positive int, got {dim}")
-        self.dim, self.eps = dim, eps
+        self.dim, self.eps, self.fast = dim, eps, fast
         self.weight = nn.Parameter(torch.ones(dim))                        # g
 
     def forward(self, x: Tensor) -> Tensor:                                # x: (..., dim)
-        xf = x.float()
-        # Zhang & Sennrich 2019 eq. (4): y = x / sqrt(mean(x²) + ε) · g
-        y = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return y.to(x.dtype) * self.weight
+        return rms_norm(x, self.weight, self.eps, self.fast)
 
     def extra_repr(self) -> str:
-        return f"{self.dim}, eps={self.eps}"
+        return f"{self.dim}, eps={self.eps}, fast={self.fast}"
 
 
 class BatchNorm(nn.Module):
