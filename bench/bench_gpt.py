@@ -11,7 +11,8 @@ train_step:     one AdamW training step of a nanoGPT-char-sized GPT (6 layers, 6
 train_step_same_optimizer: the same, HF with fused AdamW too: what the model code alone gains.
 greedy_decode:  GPT-2 small (124M, random weights), batch 1, 64 new greedy tokens with the KV
                 cache, both fp32: deepatlas generate vs HF generate. Goal: ≥ 2× tokens/s.
-greedy_decode_compact: the same, ours with compact (bf16) weights vs HF fp32. One token reads
+greedy_decode_compact / greedy_decode_int8: the same, ours with compact weights (bf16, or int8
+                through the fused int8pack kernel) vs HF fp32. One token reads
                 every weight once, so on a CPU half the bytes is the lever; the record holds the
                 share of greedy tokens equal to our fp32 model's on the same prompt.
 cache_speedup:  ours with the KV cache vs ours recomputing the sequence (same 64 tokens).
@@ -120,12 +121,34 @@ def greedy_decode(new_tokens: int = 64, repeats: int = 3) -> dict:
                   "HF generate (KV cache)", 2.0, higher_is_better=True) | {"weights": {"ours": "fp32", "peer": "fp32"}}
 
 
-def greedy_decode_compact(new_tokens: int = 64, repeats: int = 3, weights: str = "bf16") -> dict:
-    from deepatlas.quant.linear import compact_model
+def _compact_gpt(model: GPT, weights: str) -> GPT:
+    """bf16: every weight in bfloat16. int8: every linear (the tied head too; the embedding
+    stays fp32 for the lookup) as quant.linear.Int8Linear's fused int8pack kernel, + its bias."""
+    from deepatlas.quant.linear import Int8Linear, compact_model
 
+    if weights != "int8":
+        return compact_model(model, weights)
+
+    class Int8LinearBias(Int8Linear):            # y = s ⊙ (x Qᵀ) + b  (GPT-2's linears have biases)
+        def __init__(self, lin: torch.nn.Linear):
+            super().__init__(lin.weight)
+            self.bias = None if lin.bias is None else lin.bias.detach().clone()
+
+        def forward(self, x):
+            y = super().forward(x)
+            return y if self.bias is None else y + self.bias
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Linear:
+                setattr(parent, name, Int8LinearBias(child))
+    return model
+
+
+def greedy_decode_compact(new_tokens: int = 64, repeats: int = 3, weights: str = "bf16") -> dict:
     ours, hf = _gpt2_small_pair()
     prompt = list(range(100, 116))
-    small = compact_model(copy.deepcopy(ours), weights)
+    small = _compact_gpt(copy.deepcopy(ours), weights)
     ref, got = generate(ours, [prompt], new_tokens)[0], generate(small, [prompt], new_tokens)[0]
     same = [a == b for a, b in zip(ref, got)]
     t = interleaved_median_times({"ours": lambda: generate(small, [prompt], new_tokens),
@@ -135,6 +158,10 @@ def greedy_decode_compact(new_tokens: int = 64, repeats: int = 3, weights: str =
         "weights": {"ours": weights, "peer": "fp32"},
         "greedy_agreement_vs_our_fp32": sum(same) / len(same),
         "first_divergence": same.index(False) if False in same else None}
+
+
+def greedy_decode_int8(new_tokens: int = 64, repeats: int = 3) -> dict:
+    return greedy_decode_compact(new_tokens, repeats, weights="int8")
 
 
 def cache_speedup(new_tokens: int = 64, repeats: int = 3) -> dict:
@@ -147,4 +174,4 @@ def cache_speedup(new_tokens: int = 64, repeats: int = 3) -> dict:
                   "ours without cache", 1.0, higher_is_better=True)
 
 
-BENCHMARKS = [train_step, train_step_same_optimizer, greedy_decode, greedy_decode_compact, cache_speedup]
+BENCHMARKS = [train_step, train_step_same_optimizer, greedy_decode, greedy_decode_compact, greedy_decode_int8, cache_speedup]
