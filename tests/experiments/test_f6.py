@@ -75,3 +75,39 @@ def test_f6_quick_holds(run_quick):
     s = run_quick("fedavg")
     assert s["held"], s["metrics"]
     assert s["metrics"]["fedavg_examples"] == s["metrics"]["central_examples"]
+
+
+class ConstantStepClient:
+    """A stand-in client whose update is one fixed step, w − η g_k: the server arithmetic in closed form."""
+
+    def __init__(self, g: torch.Tensor, n: int) -> None:
+        self.g, self.n, self.etas = g, n, []
+
+    def update(self, state, epochs, batch_size, lr, seed, round_):
+        self.etas.append(lr)
+        return {"weight": state["weight"] - lr * self.g, "bias": state["bias"]}, self.n
+
+
+def test_lr_decay_and_server_momentum_follow_their_recursions():
+    g1, g2 = torch.tensor([[1.0, -2.0]]), torch.tensor([[3.0, 4.0]])
+    gbar = (1 * g1 + 3 * g2) / 4                                  # n-weighted mean step direction
+    rounds, eta, gamma, beta = 4, 0.1, 0.5, 0.9
+    for momentum in (0.0, beta):
+        model = nn.Linear(2, 1)
+        w0 = model.weight.detach().clone()
+        clients = [ConstantStepClient(g1, 1), ConstantStepClient(g2, 3)]
+        fedavg(model, clients, rounds, 1.0, 1, 10, eta, lambda m: 0.0, lr_decay=gamma,
+               server_momentum=momentum)
+        etas = [eta * gamma ** t for t in range(rounds)]
+        assert clients[0].etas == pytest.approx(etas)             # η_t = η γ^t
+        v, w = torch.zeros_like(w0), w0.clone()                   # v ← βv + Δ_t; w ← w − v
+        for t in range(rounds):
+            v = momentum * v + etas[t] * gbar
+            w = w - v
+        torch.testing.assert_close(model.weight.detach(), w)
+    plain = w0 - sum(etas) * gbar                                 # β = 0: FedAvg
+    assert not torch.allclose(model.weight.detach(), plain)
+    with pytest.raises(ValueError, match="server_momentum"):
+        fedavg(nn.Linear(2, 1), clients, 1, 1.0, 1, 10, eta, lambda m: 0.0, server_momentum=1.0)
+    with pytest.raises(ValueError, match="lr_decay"):
+        fedavg(nn.Linear(2, 1), clients, 1, 1.0, 1, 10, eta, lambda m: 0.0, lr_decay=0.0)

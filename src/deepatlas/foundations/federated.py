@@ -9,6 +9,12 @@ w_t to a random subset S_t of m = max(C·K, 1) clients; client k runs E epochs o
 
 Only state dicts (and the count n_k) cross the client boundary; the examples never do: a Client
 keeps its tensors in private attributes and its only message is `update(global_state)`.
+
+Two options from practice, both off by default (then the loop is exactly Algorithm 1):
+  - a client step size that decays across rounds, η_t = η · γ^t (FedAvg on non-IID data needs a
+    decaying η to converge, Li et al. 2020, "On the Convergence of FedAvg on Non-IID Data");
+  - server momentum, FedAvgM (Hsu et al. 2019): with the averaged update Δ_t = w_t − w̄_{t+1},
+        v_{t+1} = β v_t + Δ_t,      w_{t+1} = w_t − v_{t+1}        (β = 0 gives FedAvg).
 """
 from __future__ import annotations
 
@@ -124,19 +130,41 @@ class FedAvgHistory:
     clients_per_round: list[list[int]] = field(default_factory=list)
 
 
+def round_lr(lr: float, lr_decay: float, t: int) -> float:
+    """η_t = η · γ^t, the client step size in round t (0-based)."""
+    return lr * lr_decay ** t
+
+
 def fedavg(model: nn.Module, clients: list[Client], rounds: int, fraction: float, epochs: int,
            batch_size: int, lr: float, evaluate: Callable[[nn.Module], float], seed: int = 0,
-           on_round: Callable[[int, float], None] | None = None) -> FedAvgHistory:
-    """Algorithm 1 (server): train `model` in place over `rounds` rounds; evaluate after each."""
+           on_round: Callable[[int, float], None] | None = None, lr_decay: float = 1.0,
+           server_momentum: float = 0.0) -> FedAvgHistory:
+    """Algorithm 1 (server): train `model` in place over `rounds` rounds; evaluate after each.
+
+    lr_decay γ: clients use η_t = η·γ^t in round t. server_momentum β > 0: FedAvgM (module doc)."""
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"client fraction C={fraction}; valid: 0 < C ≤ 1")
+    if not 0.0 < lr_decay <= 1.0:
+        raise ValueError(f"lr_decay γ={lr_decay}; valid: 0 < γ ≤ 1")
+    if not 0.0 <= server_momentum < 1.0:
+        raise ValueError(f"server_momentum β={server_momentum}; valid: 0 ≤ β < 1")
     history, seen = FedAvgHistory(), 0
     m = max(int(round(fraction * len(clients))), 1)          # m = max(C·K, 1)
+    velocity: StateDict = {}
     for t in range(rounds):
         chosen = torch.randperm(len(clients), generator=_generator(seed, "select", t))[:m].tolist()
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        replies = [clients[k].update(state, epochs, batch_size, lr, seed, t) for k in chosen]
-        model.load_state_dict(fedavg_aggregate([s for s, _ in replies], [n for _, n in replies]))
+        eta = round_lr(lr, lr_decay, t)
+        replies = [clients[k].update(state, epochs, batch_size, eta, seed, t) for k in chosen]
+        averaged = fedavg_aggregate([s for s, _ in replies], [n for _, n in replies])
+        if server_momentum > 0.0:
+            for k, w in state.items():
+                if not w.is_floating_point():
+                    continue
+                delta = w - averaged[k]                                    # Δ_t = w_t − w̄_{t+1}
+                velocity[k] = server_momentum * velocity[k] + delta if k in velocity else delta
+                averaged[k] = w - velocity[k]                              # w_{t+1} = w_t − v_{t+1}
+        model.load_state_dict(averaged)
         seen += epochs * sum(n for _, n in replies)
         history.accuracy.append(evaluate(model))
         history.examples.append(seen)
