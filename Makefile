@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .make
 
-.PHONY: install install-test demo test bench clean
+.PHONY: install install-test demo test bench readme clean
 
 $(STAMP)/install: pyproject.toml scripts/setup_system.sh
 	mkdir -p $(STAMP)
@@ -31,6 +31,9 @@ test: install-test
 
 bench: install-test
 	$(PYTHON) bench/run.py
+
+readme: install
+	$(PYTHON) scripts/sync_readme.py
 
 clean:
 	rm -rf $(STAMP) runs .pytest_cache
