@@ -41,6 +41,7 @@ def test_sample_streams_past_the_context_with_a_seed(run_dir, capsys):
 @pytest.mark.parametrize("args, words", [
     (["--prompt", "xyz"], "'x'"), (["--temperature", "0"], "greedy"), (["--top-p", "2"], "top_p"),
     (["--max-new-tokens", "0"], "max-new-tokens"), (["--prompt", ""], "empty"),
+    (["--prompt", "a" * 25], "context is 24 tokens"),
 ])
 def test_bad_input_is_a_one_line_error(run_dir, capsys, args, words):
     assert main(["sample", str(run_dir), *args]) == 2
@@ -51,3 +52,19 @@ def test_bad_input_is_a_one_line_error(run_dir, capsys, args, words):
 def test_missing_run_folder(tmp_path, capsys):
     assert main(["sample", str(tmp_path)]) == 2
     assert "gpt-pretrain" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncate-model", "garbage-tokenizer"])
+def test_damaged_run_folder_is_a_one_line_error(run_dir, tmp_path, capsys, damage):
+    import shutil
+
+    broken = tmp_path / "run"
+    shutil.copytree(run_dir, broken)
+    if damage == "truncate-model":
+        weights = broken / "model" / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
+    else:
+        (broken / "tokenizer.json").write_text("{bad")
+    assert main(["sample", str(broken), "--prompt", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged" in err and err.count("\n") == 1

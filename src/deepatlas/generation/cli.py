@@ -40,6 +40,9 @@ def run_sample(args: argparse.Namespace) -> int:
         settings.check()
         lm = load_language_model(args.run_dir)
         prompt = lm.encode(args.prompt)
+        if len(prompt) > lm.model.context_length:
+            raise ValueError(f"the prompt is {len(prompt)} tokens but this model's context is "
+                             f"{lm.model.context_length} tokens; shorten it")
         torch.manual_seed(args.seed)
         sys.stdout.write(args.prompt)
         if args.beams:

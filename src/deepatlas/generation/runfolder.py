@@ -49,8 +49,15 @@ def load_language_model(directory: str | Path) -> LanguageModel:
     if not tok_path.is_file() or not (directory / MODEL_DIR / "model.safetensors").is_file():
         raise FileNotFoundError(f"{directory} holds no trained model ({MODEL_DIR}/model.safetensors "
                                 f"and {TOKENIZER_FILE}); run `deepatlas run gpt-pretrain` first")
-    spec = json.loads(tok_path.read_text())
-    model = from_pretrained_hf(directory / MODEL_DIR).eval()
+    try:
+        spec = json.loads(tok_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{tok_path} is not valid JSON ({err}); the run folder is damaged") from None
+    try:
+        model = from_pretrained_hf(directory / MODEL_DIR).eval()
+    except Exception as err:  # safetensors' SafetensorError, a bad config.json, missing tensors
+        raise ValueError(f"{directory / MODEL_DIR} could not be loaded ({type(err).__name__}: {err}); "
+                         "the saved model is damaged or incomplete") from None
     if spec["kind"] == "char":
         from deepatlas.text.char import CharTokenizer
 
