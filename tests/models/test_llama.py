@@ -7,7 +7,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from deepatlas.models.llama import Llama, LlamaConfig, from_gguf, from_hf_state_dict, hf_reference_from_gguf, unpermute_rope_rows  # noqa: E402
+from deepatlas.models.llama import LlamaConfig, from_gguf, from_hf_state_dict, hf_reference_from_gguf, unpermute_rope_rows  # noqa: E402
 from deepatlas.quant.weights import smollm2_path  # noqa: E402
 
 

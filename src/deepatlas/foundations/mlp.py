@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from deepatlas.foundations.activations import get_activation
