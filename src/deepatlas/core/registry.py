@@ -14,6 +14,7 @@ whose `held` is decided from the numbers it measured:
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import pkgutil
@@ -26,6 +27,7 @@ from typing import Any, Callable
 from deepatlas.core import config as config_mod
 from deepatlas.core.places import PLACES
 from deepatlas.core.runs import Run, new_run_dir, write_json_atomic
+from deepatlas.core import threads
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Experiment:
     config: type
     fn: Callable[[Any, Run], Verdict]
     quick: dict[str, Any] = field(default_factory=dict)
+    one_thread: bool = False  # tiny models: a second torch/BLAS thread only adds contention
 
     def make_config(self, quick: bool = False, overrides: list[str] = ()) -> Any:
         cfg = self.config()
@@ -56,15 +59,19 @@ class Experiment:
 EXPERIMENTS: dict[str, Experiment] = {}  # by name
 
 
-def experiment(place: str, name: str, claim: str, config: type, quick: dict | None = None):
-    """Register `fn(cfg, run) -> Verdict` as the experiment of map place `place`."""
+def experiment(place: str, name: str, claim: str, config: type, quick: dict | None = None,
+               one_thread: bool = False):
+    """Register `fn(cfg, run) -> Verdict` as the experiment of map place `place`.
+
+    one_thread=True runs it with torch and BLAS limited to one thread (core.threads): for
+    matrices of a few thousand entries, thread synchronisation costs more than it saves."""
     if place not in PLACES:
         raise ValueError(f"unknown map place {place!r}; valid ids: {', '.join(PLACES)}")
 
     def register(fn: Callable[[Any, Run], Verdict]) -> Callable[[Any, Run], Verdict]:
         if name in EXPERIMENTS:
             raise ValueError(f"experiment name {name!r} registered twice")
-        EXPERIMENTS[name] = Experiment(place, name, claim, config, fn, dict(quick or {}))
+        EXPERIMENTS[name] = Experiment(place, name, claim, config, fn, dict(quick or {}), one_thread)
         return fn
 
     return register
@@ -121,7 +128,8 @@ def run_experiment(exp: Experiment, quick: bool = False, out: Path | None = None
     summary = {"place": exp.place, "name": exp.name, "claim": exp.claim, "quick": quick,
                "config": config_mod.to_dict(cfg)}
     try:
-        verdict = exp.fn(cfg, run)
+        with threads.one_thread() if exp.one_thread else contextlib.nullcontext():
+            verdict = exp.fn(cfg, run)
         if not isinstance(verdict, Verdict):
             raise TypeError(f"experiment {exp.name} returned {type(verdict).__name__}, not a Verdict")
         summary.update(held=bool(verdict.held), metrics=verdict.metrics, notes=verdict.notes)

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from deepatlas.core.registry import Verdict, experiment
 from deepatlas.core.runs import Run
-from deepatlas.foundations.threads import one_thread
 from deepatlas.foundations.autograd import MLP, Tensor, softmax_cross_entropy
 
 
@@ -41,13 +40,8 @@ def _torch_grads(mlp: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, list[np
 @experiment("F1", "autograd-mlp",
             claim="gradients of an MLP on our numpy autograd equal torch.autograd's (≤ 1e-8, float64) "
                   "and the MLP trained with them learns sklearn digits far above chance",
-            config=Config, quick={"steps": 800})
+            config=Config, quick={"steps": 800}, one_thread=True)
 def autograd_mlp(cfg: Config, run: Run) -> Verdict:
-    with one_thread():                        # tiny matmuls: threads only add contention
-        return _autograd_mlp(cfg, run)
-
-
-def _autograd_mlp(cfg: Config, run: Run) -> Verdict:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     import matplotlib

@@ -22,7 +22,6 @@ import torch
 
 from deepatlas.core.registry import Verdict, experiment
 from deepatlas.core.runs import Run
-from deepatlas.foundations.threads import one_thread
 from deepatlas.foundations import autograd as ag
 from deepatlas.foundations.losses import gaussian_nll_logvar, mse
 from deepatlas.foundations.mlp import MLP, GaussianMLP
@@ -83,13 +82,8 @@ def _accuracy(net: ag.MLP, x: np.ndarray, y: np.ndarray) -> float:
                   "MLP trained by Gaussian NLL gives calibrated intervals: 95% coverage ±0.03 in every region, "
                   "z-score std 1 ±0.1, where a constant-σ MSE model is miscalibrated per region",
             config=Config, quick={"spiral_points": 200, "spiral_steps": 800, "reg_train": 1000,
-                                  "reg_test": 6000, "reg_steps": 800})
+                                  "reg_test": 6000, "reg_steps": 800}, one_thread=True)
 def mlp_uncertainty(cfg: Config, run: Run) -> Verdict:
-    with one_thread():                        # tiny models: threads only add contention
-        return _mlp_uncertainty(cfg, run)
-
-
-def _mlp_uncertainty(cfg: Config, run: Run) -> Verdict:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

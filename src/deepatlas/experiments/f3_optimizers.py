@@ -23,7 +23,6 @@ from deepatlas.core.registry import Verdict, experiment
 from deepatlas.core.runs import Run
 from deepatlas.core.schedules import SCHEDULES
 from deepatlas.foundations.optim import SGD, Adam
-from deepatlas.foundations.threads import one_thread
 
 
 @dataclass
@@ -71,13 +70,8 @@ def _steps_to_target(losses: list[float], target: float) -> int | None:
 @experiment("F3", "optimizer-zigzag",
             claim="on a κ=50 quadratic bowl, momentum and Adam (ours, equal to torch.optim) reach L<1e-3 in ≥3× "
                   "fewer steps than SGD each at its best lr and μ/β₁, and SGD's path zigzags across the narrow axis",
-            config=Config, quick={"grid": 16, "max_steps": 1000})
+            config=Config, quick={"grid": 16, "max_steps": 1000}, one_thread=True)
 def optimizer_zigzag(cfg: Config, run: Run) -> Verdict:
-    with one_thread():
-        return _optimizer_zigzag(cfg, run)
-
-
-def _optimizer_zigzag(cfg: Config, run: Run) -> Verdict:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -27,7 +27,6 @@ from deepatlas.core.runs import Run
 from deepatlas.foundations.losses import cross_entropy
 from deepatlas.foundations.mlp import MLP
 from deepatlas.foundations.optim import SGD, Adam, AdamW
-from deepatlas.foundations.threads import one_thread
 from deepatlas.nn.norms import BatchNorm, LayerNorm, RMSNorm, dropout
 
 
@@ -118,13 +117,8 @@ def decay_forms(seed: int) -> dict[str, float]:
             claim="our dropout, BatchNorm1d/2d, LayerNorm and RMSNorm match torch in train and eval "
                   "(max |diff| ≤ 1e-5, fp32, incl. running stats and gradients); L2 and decoupled decay "
                   "differ for Adam only; BatchNorm/dropout effects on Fashion-MNIST measured",
-            config=Config, quick={"train_size": 2000, "test_size": 2000, "steps": 400})
+            config=Config, quick={"train_size": 2000, "test_size": 2000, "steps": 400}, one_thread=True)
 def norms_dropout(cfg: Config, run: Run) -> Verdict:
-    with one_thread():
-        return _norms_dropout(cfg, run)
-
-
-def _norms_dropout(cfg: Config, run: Run) -> Verdict:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

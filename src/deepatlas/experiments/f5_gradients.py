@@ -13,7 +13,6 @@ from torch import nn  # noqa: E402
 
 from deepatlas.core.registry import Verdict, experiment  # noqa: E402
 from deepatlas.core.runs import Run  # noqa: E402
-from deepatlas.foundations.threads import one_thread  # noqa: E402
 from deepatlas.foundations.gradients import NET_KINDS, deep_net, layer_gradient_norms  # noqa: E402
 
 DATASETS = ("fashion-mnist", "digits")
@@ -58,13 +57,8 @@ def mean_norms(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
             claim="in a 20-layer plain sigmoid net the first layer's gradient is orders of magnitude "
                   "(< 1e-3×) smaller than the last layer's; with residual connections + LayerNorm "
                   "the first and last stay within 10× of each other",
-            config=Config, quick={"dataset": "digits", "steps": 60, "batch_size": 128})
+            config=Config, quick={"dataset": "digits", "steps": 60, "batch_size": 128}, one_thread=True)
 def vanishing_gradients(cfg: Config, run: Run) -> Verdict:
-    with one_thread():  # tiny matmuls: a second thread only adds contention (10× CPU measured)
-        return _measure(cfg, run)
-
-
-def _measure(cfg: Config, run: Run) -> Verdict:
     x, y, xt, yt = load(cfg)
     n_classes = int(y.max()) + 1
     gen = torch.Generator().manual_seed(cfg.seed)

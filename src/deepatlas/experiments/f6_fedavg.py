@@ -42,7 +42,6 @@ from torch import nn  # noqa: E402
 
 from deepatlas.core.registry import Verdict, experiment  # noqa: E402
 from deepatlas.core.runs import Run  # noqa: E402
-from deepatlas.foundations.threads import one_thread  # noqa: E402
 from deepatlas.data.fashion_mnist import fashion_mnist_float  # noqa: E402
 from deepatlas.foundations.federated import (Client, fedavg, label_skew_split,  # noqa: E402
                                               round_lr, sgd_epochs)
@@ -76,13 +75,8 @@ def mean_last(values: list[float], k: int = 3) -> float:
             claim="FedAvg over 10 clients that each hold only 2 of the 10 Fashion-MNIST classes reaches "
                   "≥ 90% of the test accuracy of centralised training with the same compute, while "
                   "only model weights leave the clients",
-            config=Config, quick={"n_train": 3000, "n_test": 2000, "rounds": 25})
+            config=Config, quick={"n_train": 3000, "n_test": 2000, "rounds": 25}, one_thread=True)
 def fedavg_experiment(cfg: Config, run: Run) -> Verdict:
-    with one_thread():  # tiny matmuls: a second thread only adds contention (10× CPU measured)
-        return _measure(cfg, run)
-
-
-def _measure(cfg: Config, run: Run) -> Verdict:
     x, y = fashion_mnist_float("train", flatten=True)
     xt, yt = fashion_mnist_float("test", flatten=True)
     keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.n_train]

@@ -1,4 +1,4 @@
-"""Run tiny-model experiments on one thread.
+"""Run tiny-model experiments on one thread (`@experiment(..., one_thread=True)`).
 
 The foundations experiments multiply matrices of a few thousand entries; spreading such work over
 threads costs more in synchronisation than it saves, and on a shared machine it collapses (measured

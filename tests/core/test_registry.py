@@ -1,0 +1,32 @@
+"""The registry runs an experiment declared one_thread=True on one torch thread, then restores."""
+from dataclasses import dataclass
+
+import torch
+
+from deepatlas.core.registry import EXPERIMENTS, Verdict, experiment, run_experiment
+
+
+@dataclass
+class _Config:
+    n: int = 1
+
+
+def test_one_thread_experiment_runs_on_one_thread_and_restores(tmp_path):
+    seen = {}
+    for single in (True, False):
+        name = f"_threads_probe_{single}"
+
+        @experiment("M4", name, claim="probe: records the torch thread count it runs with",
+                    config=_Config, one_thread=single)
+        def probe(cfg: _Config, run) -> Verdict:
+            seen[single] = torch.get_num_threads()
+            return Verdict(held=True, metrics={})
+
+        try:
+            torch.set_num_threads(2)
+            summary = run_experiment(EXPERIMENTS[name], out=tmp_path / name, echo=False)
+            assert summary["held"] and "error" not in summary, summary.get("traceback")
+            assert torch.get_num_threads() == 2          # restored afterwards
+        finally:
+            EXPERIMENTS.pop(name, None)
+    assert seen == {True: 1, False: 2}
