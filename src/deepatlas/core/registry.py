@@ -48,6 +48,9 @@ class Experiment:
     fn: Callable[[Any, Run], Verdict]
     quick: dict[str, Any] = field(default_factory=dict)
     one_thread: bool = False  # tiny models: a second torch/BLAS thread only adds contention
+    # the numbers the atlas and README lead with: metric key -> format, e.g.
+    # {"val_loss": "{:.3f} nats/char", "accuracy": "{:.1%}"}; or key -> (label, format)
+    headline: dict[str, Any] = field(default_factory=dict)
 
     def make_config(self, quick: bool = False, overrides: list[str] = ()) -> Any:
         cfg = self.config()
@@ -60,18 +63,25 @@ EXPERIMENTS: dict[str, Experiment] = {}  # by name
 
 
 def experiment(place: str, name: str, claim: str, config: type, quick: dict | None = None,
-               one_thread: bool = False):
+               one_thread: bool = False, headline: dict[str, Any] | None = None):
     """Register `fn(cfg, run) -> Verdict` as the experiment of map place `place`.
 
     one_thread=True runs it with torch and BLAS limited to one thread (core.threads): for
-    matrices of a few thousand entries, thread synchronisation costs more than it saves."""
+    matrices of a few thousand entries, thread synchronisation costs more than it saves.
+    headline: the metrics the atlas shows first, key -> format string ("{:.3f} nats/char",
+    "{:.1%}") or key -> (label, format)."""
     if place not in PLACES:
         raise ValueError(f"unknown map place {place!r}; valid ids: {', '.join(PLACES)}")
+    for key, spec in (headline or {}).items():
+        fmt = spec[1] if isinstance(spec, tuple) else spec
+        if not isinstance(fmt, str) or "{" not in fmt:
+            raise ValueError(f"headline {key!r} of {name!r}: format {spec!r} should be a str like '{{:.3f}} s'")
 
     def register(fn: Callable[[Any, Run], Verdict]) -> Callable[[Any, Run], Verdict]:
         if name in EXPERIMENTS:
             raise ValueError(f"experiment name {name!r} registered twice")
-        EXPERIMENTS[name] = Experiment(place, name, claim, config, fn, dict(quick or {}), one_thread)
+        EXPERIMENTS[name] = Experiment(place, name, claim, config, fn, dict(quick or {}), one_thread,
+                                       dict(headline or {}))
         return fn
 
     return register

@@ -50,12 +50,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
 class Run:
     """Handle an experiment gets: where to write, how to log, which device, quick or full."""
 
-    def __init__(self, directory: Path, device: str = "cpu", quick: bool = False, echo: bool = True):
+    def __init__(self, directory: Path, device: str = "cpu", quick: bool = False, echo: bool = True,
+                 resuming: bool = False):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.device = device
         self.quick = quick
         self.echo = echo
+        # `deepatlas run NAME --resume RUN_DIR`: the experiment continues from the newest
+        # checkpoint in checkpoint_dir (core.train(..., checkpoint_dir=run.checkpoint_dir,
+        # resume=run.resuming)) instead of starting again
+        self.resuming = resuming
         self.plots: list[str] = []
         self._metrics = open(self.dir / "metrics.jsonl", "a")
 
@@ -63,6 +68,11 @@ class Run:
         """Append one line to metrics.jsonl, e.g. run.log(step=10, loss=2.3)."""
         self._metrics.write(json.dumps(_jsonable(metrics)) + "\n")
         self._metrics.flush()
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where a training experiment keeps its periodic checkpoints (for --resume)."""
+        return self.dir / "checkpoint"
 
     def print(self, *args: Any) -> None:
         if self.echo:
