@@ -14,6 +14,7 @@ COMMAND_MODULES: list[str] = [
     # modules with add_parser(subparsers); each sets a `func(args) -> int` default
     "deepatlas.chat.cli",
     "deepatlas.generation.cli",
+    "deepatlas.core.doctor",
 ]
 
 
