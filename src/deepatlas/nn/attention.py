@@ -15,6 +15,7 @@ Mask conventions (the same as F.scaled_dot_product_attention):
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -127,7 +128,7 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, n_head: int, n_kv_head: int | None = None, bias: bool = True,
                  dropout: float = 0.0, rope: nn.Module | None = None, head_dim: int | None = None,
-                 context_dim: int | None = None):
+                 context_dim: int | None = None, attend: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None):
         super().__init__()
         n_kv_head = n_head if n_kv_head is None else n_kv_head
         if head_dim is None and d_model % n_head != 0:
@@ -143,6 +144,9 @@ class MultiHeadAttention(nn.Module):
         self.o_proj = nn.Linear(n_head * self.head_dim, d_model, bias=bias)
         self.dropout = dropout
         self.rope = rope
+        # attend(q, k, v) -> y replaces causal softmax attention (sparse / linear forms, A5):
+        # (B, nh, T, hd) each; causal self-attention only, no mask, no cache
+        self.attend = attend
 
     # Self-attention's q, k, v read the same x: one matmul x [W_q | W_k | W_v]ᵀ does all three,
     # forward and backward (one GEMM instead of three, and dL/dx without summing three products).
@@ -191,7 +195,14 @@ class MultiHeadAttention(nn.Module):
             k, v = cache.update(layer, k, v, pos)                       # (B, nkv, pos+T, hd)
         if key_padding_mask is not None:
             mask = merge_masks(mask, padding_to_keep(key_padding_mask), q.dtype)
-        y = scaled_dot_product(q, k, v, mask=mask, causal=causal, fast=fast,
-                               dropout_p=self.dropout if self.training else 0.0)
+        if self.attend is not None:
+            if not causal or mask is not None or cache is not None or context is not None:
+                raise ValueError("a custom `attend` does causal self-attention only (causal=True, "
+                                 "no mask, no key padding, no cache, no context)")
+            y = self.attend(q, repeat_kv(k, self.n_head // self.n_kv_head),
+                            repeat_kv(v, self.n_head // self.n_kv_head))
+        else:
+            y = scaled_dot_product(q, k, v, mask=mask, causal=causal, fast=fast,
+                                   dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, nh*hd)
         return self.o_proj(y)
