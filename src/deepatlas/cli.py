@@ -23,10 +23,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from deepatlas.core.registry import by_place
     from deepatlas.core.runs import latest_summary
 
-    if args.markdown:
-        from deepatlas.core.report import map_markdown
+    if args.markdown or args.results:
+        from deepatlas.core.report import map_markdown, results_markdown
 
-        print(map_markdown(), end="")
+        print(results_markdown() if args.results else map_markdown(), end="")
         return 0
     groups = by_place()
     part = None
@@ -49,13 +49,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from deepatlas.core.config import ConfigError
     from deepatlas.core.device import pick
-    from deepatlas.core.registry import UnknownExperiment, find, run_experiment
+    from deepatlas.core.registry import UnknownExperiment, find, read_resumable, run_experiment
 
     try:
         device = pick(args.device)
         exps = find(args.name)
-        for exp in exps:  # validate every override before anything runs
-            exp.make_config(args.quick, args.overrides)
+        if args.resume and len(exps) > 1:
+            raise ValueError(f"--resume names one run folder but {args.name} has {len(exps)} experiments; "
+                             f"name one: {', '.join(e.name for e in exps)}")
+        if args.resume and (args.out or args.quick):
+            raise ValueError("--resume continues the run in its own folder with its own settings; "
+                             "drop --out / --quick")
+        for exp in exps:  # validate every override (and the folder to resume) before anything runs
+            if args.resume:
+                read_resumable(exp, Path(args.resume), args.overrides)
+            else:
+                exp.make_config(args.quick, args.overrides)
     except (UnknownExperiment, ConfigError, ValueError) as err:
         print(f"deepatlas: {err}", file=sys.stderr)
         return 2
@@ -66,7 +75,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for exp in exps:
         print(f"[{exp.place}] {exp.name}: {exp.claim}", flush=True)
         summary = run_experiment(exp, quick=args.quick, out=args.out, root=Path(args.root),
-                                 device=device, overrides=args.overrides)
+                                 device=device, overrides=args.overrides,
+                                 resume=Path(args.resume) if args.resume else None)
         if "error" in summary:
             failed += 1
             print(summary["traceback"], file=sys.stderr)
@@ -94,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="the places of the map, their experiments and last verdicts")
     p.add_argument("--root", default="runs", help="folder of run folders (default: runs)")
     p.add_argument("--markdown", action="store_true", help="print the map table the README shows")
+    p.add_argument("--results", action="store_true",
+                   help="print the table of kept full-setting results (results/) the README shows")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("run", help="run one experiment (by name) or every experiment of a place (by id)")
@@ -103,10 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default: runs/<name>/<time>)")
     p.add_argument("--root", default="runs", help="where run folders go (default: runs)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a killed run from its newest checkpoint, in its folder, with its settings")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("report", help="run every experiment and write one HTML atlas")
-    p.add_argument("--full", action="store_true", help="full settings (minutes each) instead of quick")
+    p.add_argument("--full", action="store_true",
+                   help="full settings (minutes each) instead of quick; each run is kept in results/<place>/<name>/")
     p.add_argument("--root", default="runs", help="where run folders and atlas.html go")
     p.add_argument("--only", nargs="*", default=None, help="only these experiments or places")
     p.set_defaults(func=_cmd_report)

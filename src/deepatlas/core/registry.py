@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import json
 import pkgutil
 import time
 import traceback
@@ -126,14 +127,69 @@ def find(key: str) -> list[Experiment]:
     raise UnknownExperiment(f"no experiment or place named {key!r}.{hint} `deepatlas list` shows them all.")
 
 
+class ResumeError(ValueError):
+    """--resume named a folder that is not a resumable run of this experiment."""
+
+
+def read_resumable(exp: Experiment, directory: Path, overrides: list[str] = ()) -> tuple[Any, bool]:
+    """The config and quick flag saved in run folder `directory`, checked to belong to `exp`.
+
+    Overrides given with --resume must not change the saved config (a resumed run that trained
+    its second half on other settings would equal no uninterrupted run)."""
+    directory = Path(directory)
+    meta_path, config_path = directory / "experiment.json", directory / "config.json"
+    if not directory.is_dir():
+        raise ResumeError(f"--resume {directory}: no such run folder")
+    if not meta_path.is_file() or not config_path.is_file():
+        raise ResumeError(f"--resume {directory}: not a deepatlas run folder (no experiment.json / config.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+        saved = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ResumeError(f"--resume {directory}: damaged run folder ({err})") from None
+    if meta.get("name") != exp.name:
+        raise ResumeError(f"--resume {directory}: that folder is a run of {meta.get('name')!r}, not {exp.name!r}")
+    quick = bool(meta.get("quick"))
+    try:
+        cfg = config_mod.from_dict(exp.config, saved)
+    except (config_mod.ConfigError, TypeError) as err:
+        raise ResumeError(f"--resume {directory}: its config no longer fits {exp.name} ({err})") from None
+    if overrides:
+        wanted = config_mod.to_dict(config_mod.override(cfg, list(overrides)))
+        if wanted != config_mod.to_dict(cfg):
+            changed = sorted(k for k, v in _flatten_dict(wanted).items() if _flatten_dict(saved).get(k) != v)
+            raise ResumeError(f"--resume {directory}: overrides change the saved config ({', '.join(changed)}); "
+                              "a resumed run continues with the settings it started with")
+    return cfg, quick
+
+
+def _flatten_dict(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten_dict(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def run_experiment(exp: Experiment, quick: bool = False, out: Path | None = None,
                    root: Path = Path("runs"), device: str = "cpu", overrides: list[str] = (),
-                   echo: bool = True) -> dict:
-    """Run one experiment into a fresh run folder; return (and write) its summary.json."""
-    cfg = exp.make_config(quick, overrides)
-    directory = Path(out) if out else new_run_dir(root, exp.name)
-    run = Run(directory, device=device, quick=quick, echo=echo)
-    write_json_atomic(run.dir / "config.json", config_mod.to_dict(cfg))
+                   echo: bool = True, resume: Path | None = None) -> dict:
+    """Run one experiment into a fresh run folder; return (and write) its summary.json.
+
+    resume=RUN_DIR continues a killed run in its own folder, with its saved config: training
+    experiments pick up their newest checkpoint there (Run.resuming)."""
+    if resume is not None:
+        cfg, quick = read_resumable(exp, Path(resume), overrides)
+        directory = Path(resume)
+    else:
+        cfg = exp.make_config(quick, overrides)
+        directory = Path(out) if out else new_run_dir(root, exp.name)
+    run = Run(directory, device=device, quick=quick, echo=echo, resuming=resume is not None)
+    if resume is None:
+        write_json_atomic(run.dir / "experiment.json", {"name": exp.name, "place": exp.place, "quick": quick})
+        write_json_atomic(run.dir / "config.json", config_mod.to_dict(cfg))
     start = time.time()
     summary = {"place": exp.place, "name": exp.name, "claim": exp.claim, "quick": quick,
                "config": config_mod.to_dict(cfg)}
@@ -149,5 +205,7 @@ def run_experiment(exp: Experiment, quick: bool = False, out: Path | None = None
     finally:
         run.close()
     summary.update(seconds=round(time.time() - start, 2), plots=run.plots, dir=str(run.dir))
+    if resume is not None:
+        summary["resumed"] = True
     write_json_atomic(run.dir / "summary.json", summary)
     return summary

@@ -64,6 +64,18 @@ class Run:
         self.plots: list[str] = []
         self._metrics = open(self.dir / "metrics.jsonl", "a")
 
+    def log_bytes(self) -> int:
+        """Size of metrics.jsonl now: a checkpoint records it, so a resume can cut the lines
+        logged after that checkpoint and the resumed log equals an uninterrupted one."""
+        self._metrics.flush()
+        return self._metrics.tell()
+
+    def truncate_log(self, size: int) -> None:
+        """Cut metrics.jsonl back to `size` bytes (the lines up to a checkpoint)."""
+        self._metrics.flush()
+        self._metrics.truncate(min(size, self._metrics.tell()))
+        self._metrics.seek(0, os.SEEK_END)
+
     def log(self, **metrics: Any) -> None:
         """Append one line to metrics.jsonl, e.g. run.log(step=10, loss=2.3)."""
         self._metrics.write(json.dumps(_jsonable(metrics)) + "\n")

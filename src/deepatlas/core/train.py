@@ -150,6 +150,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Tensor], get_bat
             result.step = state["step"]
             result.losses = list(state["extra"].get("losses", []))
             result.evals = list(state["extra"].get("evals", []))
+            if run is not None and "log_bytes" in state["extra"]:
+                run.truncate_log(state["extra"]["log_bytes"])  # drop lines logged after the checkpoint
             if scaler is not None and "grad_scaler" in state["extra"]:
                 scaler.load_state_dict(state["extra"]["grad_scaler"])
             changed = {k: (v, cfg_dict[k]) for k, v in state["config"].items()
@@ -159,6 +161,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Tensor], get_bat
 
     def checkpoint(step: int) -> None:
         extra = {"losses": result.losses, "evals": result.evals}
+        if run is not None:
+            extra["log_bytes"] = run.log_bytes()
         if scaler is not None:
             extra["grad_scaler"] = scaler.state_dict()
         save_checkpoint(checkpoint_dir, model, optimizer, step, cfg_dict, extra)

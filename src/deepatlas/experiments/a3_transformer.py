@@ -47,7 +47,8 @@ class Config:
     min_exact_match: float = 0.95
     seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1500, lr=3e-3, warmup=150, schedule="inverse_sqrt", clip=1.0, log_every=25))
+        steps=1500, lr=3e-3, warmup=150, schedule="inverse_sqrt", clip=1.0, log_every=25,
+        checkpoint_every=250))
 
 
 def sample_sentences(n: int, lengths: tuple[int, int], words: int, g: torch.Generator) -> list[tuple[int, ...]]:
@@ -97,6 +98,9 @@ def exact_match(model: Transformer, sentences: list[tuple[int, ...]], dictionary
                   "inverse-sqrt warmup) reaches ≥ 95% exact match with greedy and with beam decoding on "
                   "held-out reverse-and-translate sentences longer than nearly all training sentences",
             config=Config,
+            headline={"greedy_exact_match_heldout": ("greedy, held-out lengths", "{:.1%}"),
+                      "beam_exact_match_heldout": ("beam, held-out lengths", "{:.1%}"),
+                      "greedy_exact_match_untrained_lengths": ("never-trained lengths", "{:.1%}")},
             # quick: a tiny model, and a held-out gap of one length (7 words after training on ≤ 6)
             quick={"train_max_len": 6, "test_max_len": 7, "words": 10, "pool": 4000, "test_per_length": 200,
                    "d_model": 32, "n_head": 2, "d_ff": 64,
@@ -139,7 +143,8 @@ def transformer_translate(cfg: Config, run: Run) -> Verdict:
     def loss_fn(m: Transformer, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return m.loss(*batch, smoothing=cfg.smoothing)
 
-    result = train(model, loss_fn, get_batch, cfg.train, run=run)
+    result = train(model, loss_fn, get_batch, cfg.train, run=run,
+                   checkpoint_dir=run.checkpoint_dir, resume=run.resuming)
     run.print(f"trained {result.step} steps in {result.seconds:.1f} s, final loss {result.losses[-1]:.3f}")
 
     t0 = time.perf_counter()

@@ -40,7 +40,9 @@ def _torch_grads(mlp: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, list[np
 @experiment("F1", "autograd-mlp",
             claim="gradients of an MLP on our numpy autograd equal torch.autograd's (≤ 1e-8, float64) "
                   "and the MLP trained with them learns sklearn digits far above chance",
-            config=Config, quick={"steps": 800}, one_thread=True)
+            config=Config, quick={"steps": 800}, one_thread=True,
+            headline={"max_grad_diff": ("max |grad − torch.autograd|", "{:.1e}"),
+                      "test_accuracy": ("digits test accuracy", "{:.1%}")})
 def autograd_mlp(cfg: Config, run: Run) -> Verdict:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split

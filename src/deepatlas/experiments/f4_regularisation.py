@@ -117,7 +117,10 @@ def decay_forms(seed: int) -> dict[str, float]:
             claim="our dropout, BatchNorm1d/2d, LayerNorm and RMSNorm match torch in train and eval "
                   "(max |diff| ≤ 1e-5, fp32, incl. running stats and gradients); L2 and decoupled decay "
                   "differ for Adam only; BatchNorm/dropout effects on Fashion-MNIST measured",
-            config=Config, quick={"train_size": 2000, "test_size": 2000, "steps": 400}, one_thread=True)
+            config=Config, quick={"train_size": 2000, "test_size": 2000, "steps": 400}, one_thread=True,
+            headline={"maxdiff_worst": ("worst |ours − torch|", "{:.1e}"),
+                      "adam_l2_vs_adamw": ("Adam: L2 vs decoupled decay", "{:.2e}"),
+                      "batchnorm_test_acc": ("Fashion-MNIST test acc, BatchNorm", "{:.1%}")})
 def norms_dropout(cfg: Config, run: Run) -> Verdict:
     import matplotlib
     matplotlib.use("Agg")
@@ -192,6 +195,7 @@ def norms_dropout(cfg: Config, run: Run) -> Verdict:
         return sa is not None and (sb is None or sa < sb)
 
     metrics = {f"maxdiff_{k}": v for k, v in diffs.items()}
+    metrics["maxdiff_worst"] = worst
     metrics.update(decay)
     metrics.update({f"{n}_{k}": v for n, r in results.items() for k, v in r.items()})
     metrics.update(batchnorm_converges_faster=faster("batchnorm", "plain"),

@@ -57,7 +57,10 @@ def mean_norms(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
             claim="in a 20-layer plain sigmoid net the first layer's gradient is orders of magnitude "
                   "(< 1e-3×) smaller than the last layer's; with residual connections + LayerNorm "
                   "the first and last stay within 10× of each other",
-            config=Config, quick={"dataset": "digits", "steps": 60, "batch_size": 128}, one_thread=True)
+            config=Config, quick={"dataset": "digits", "steps": 60, "batch_size": 128}, one_thread=True,
+            headline={"sigmoid_first_over_last_trained": ("sigmoid: first / last layer grad", "{:.1e}"),
+                      "relu_first_over_last_trained": ("ReLU", "{:.2f}"),
+                      "residual_first_over_last_trained": ("residual + LayerNorm", "{:.2f}")})
 def vanishing_gradients(cfg: Config, run: Run) -> Verdict:
     x, y, xt, yt = load(cfg)
     n_classes = int(y.max()) + 1

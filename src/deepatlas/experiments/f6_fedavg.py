@@ -75,7 +75,10 @@ def mean_last(values: list[float], k: int = 3) -> float:
             claim="FedAvg over 10 clients that each hold only 2 of the 10 Fashion-MNIST classes reaches "
                   "≥ 90% of the test accuracy of centralised training with the same compute, while "
                   "only model weights leave the clients",
-            config=Config, quick={"n_train": 3000, "n_test": 2000, "rounds": 25}, one_thread=True)
+            config=Config, quick={"n_train": 3000, "n_test": 2000, "rounds": 25}, one_thread=True,
+            headline={"ratio": ("FedAvg / centralised accuracy", "{:.3f}"),
+                      "fedavg_accuracy": ("FedAvg test accuracy", "{:.1%}"),
+                      "central_accuracy": ("centralised", "{:.1%}")})
 def fedavg_experiment(cfg: Config, run: Run) -> Verdict:
     x, y = fashion_mnist_float("train", flatten=True)
     xt, yt = fashion_mnist_float("test", flatten=True)

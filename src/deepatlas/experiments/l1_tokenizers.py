@@ -65,7 +65,10 @@ def _timed(fn, repeats: int = 1) -> tuple[object, float]:
                   "and ids, encodes unseen text identically, and round-trips the corpus losslessly",
             quick={"train_chars": 300_000, "heldout_chars": 100_000, "vocab_size": 2000,
                    "vocab_sizes": "300,1000,2000", "encode_repeats": 1,
-                   "round_trip_chars": 1_000_000})
+                   "round_trip_chars": 1_000_000},
+            headline={"n_merges": ("merges learned", "{:,}"), "merges_equal": ("merges equal HF", "{}"),
+                      "heldout_ids_equal": ("held-out ids equal HF", "{}"),
+                      "round_trip_lossless": ("lossless round trip", "{}")})
 def tokenizers_experiment(cfg: Config, run: Run) -> Verdict:
     text, corpus = load_corpus(cfg.corpus)
     train_text, heldout = text[:cfg.train_chars], text[-cfg.heldout_chars:]

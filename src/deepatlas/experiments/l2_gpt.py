@@ -48,7 +48,7 @@ class Config:
     seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=2000, lr=1e-3, min_lr=1e-4, warmup=100, schedule="cosine", beta2=0.99,
-        weight_decay=0.1, eval_every=250, log_every=50))
+        weight_decay=0.1, eval_every=250, log_every=50, checkpoint_every=250))
 
 
 def unigram_entropy_bits(text: str) -> float:
@@ -94,7 +94,10 @@ def tokenize(cfg: Config, text: str, run: Run) -> tuple[torch.Tensor, float, cal
                    "train.lr": 3e-3, "train.min_lr": 3e-4, "train.warmup": 10,
                    "train.eval_every": 100, "train.log_every": 10, "train.weight_decay": 0.0,
                    "eval_batches": 4, "sample_chars": 120,
-                   "corpus_chars": 400000, "target_val_loss": "none"})
+                   "corpus_chars": 400000, "target_val_loss": "none"},
+            headline={"val_loss_nats_per_char": ("val loss", "{:.3f} nats/char"),
+                      "val_bits_per_char": ("val", "{:.3f} bits/char"),
+                      "bits_below_unigram": ("below the unigram entropy", "{:.2f} bits/char")})
 def gpt_pretrain(cfg: Config, run: Run) -> Verdict:
     import matplotlib
     matplotlib.use("Agg")
@@ -126,7 +129,8 @@ def gpt_pretrain(cfg: Config, run: Run) -> Verdict:
     get_batch = lambda step, micro: tuple(   # noqa: E731
         t.to(run.device) for t in data.get_batch("train", step, micro, cfg.batch_size,
                                                  cfg.block_size, cfg.seed))
-    result = train(model, lm_loss, get_batch, cfg.train, run=run, evaluate=evaluate)
+    result = train(model, lm_loss, get_batch, cfg.train, run=run, evaluate=evaluate,
+                   checkpoint_dir=run.checkpoint_dir, resume=run.resuming)
     final = result.evals[-1]
     val_loss, val_bpc = final["val_loss"], final["val_bpc"]
     save_model(run.dir, model)
@@ -153,7 +157,8 @@ def gpt_pretrain(cfg: Config, run: Run) -> Verdict:
     below = h1 - val_bpc
     held = below >= cfg.margin_bits and (cfg.target_val_loss is None or
                                          val_loss / chars_per_token <= cfg.target_val_loss)
-    metrics = {"val_loss_nats_per_token": round(val_loss, 4), "val_perplexity": round(math.exp(val_loss), 3),
+    metrics = {"val_loss_nats_per_token": round(val_loss, 4),
+               "val_loss_nats_per_char": round(val_loss / chars_per_token, 4), "val_perplexity": round(math.exp(val_loss), 3),
                "val_bits_per_char": round(val_bpc, 4), "train_loss": round(final["train_loss"], 4),
                "unigram_entropy_bits": round(h1, 4), "bits_below_unigram": round(below, 4),
                "chars_per_token": round(chars_per_token, 3), "params": model.num_params(),

@@ -37,7 +37,9 @@ class Config:
 @experiment("L5", "llama-smollm2",
             claim="SmolLM2-135M-Instruct run by our GGUF reader + LLaMA + tokenizer + chat template gives "
                   "the same greedy answers as Hugging Face transformers on the same GGUF, prompt for prompt",
-            config=Config, quick={"n_prompts": 2, "max_new_tokens": 8, "threads": 1})
+            config=Config, quick={"n_prompts": 2, "max_new_tokens": 8, "threads": 1},
+            headline={"greedy_equal": ("prompts with equal greedy answers", "{}"),
+                      "prompts": ("of", "{}"), "max_abs_logit_diff": ("max |logit − HF|", "{:.1e}")})
 def llama_smollm2(cfg: Config, run: Run) -> Verdict:
     from deepatlas.chat.session import ChatModel
     from deepatlas.generation.decode import generate
