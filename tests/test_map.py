@@ -4,7 +4,7 @@ from pathlib import Path
 
 from deepatlas.core.places import PLACES
 from deepatlas.core.registry import load_all
-from deepatlas.core.report import map_markdown
+from deepatlas.core.report import map_markdown, results_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,6 +14,22 @@ def test_readme_map_matches_registry():
     match = re.search(r"<!-- map:start -->\n(.*?)<!-- map:end -->", readme, re.S)
     assert match, "README.md lacks the <!-- map:start --> ... <!-- map:end --> block"
     assert match.group(1) == map_markdown(), "README map is stale: paste `deepatlas list --markdown`"
+
+
+def test_readme_results_match_the_kept_full_results():
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- results:start -->\n(.*?)<!-- results:end -->", readme, re.S)
+    assert match, "README.md lacks the <!-- results:start --> ... <!-- results:end --> block"
+    assert match.group(1) == results_markdown(), "README results are stale: run `make readme`"
+
+
+def test_readme_speed_matches_the_kept_benchmarks():
+    from deepatlas.core.results import bench_markdown
+
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- speed:start -->\n(.*?)<!-- speed:end -->", readme, re.S)
+    assert match, "README.md lacks the <!-- speed:start --> ... <!-- speed:end --> block"
+    assert match.group(1) == bench_markdown(), "README speed table is stale: run `make readme`"
 
 
 def test_every_experiment_quick_run_is_asserted_by_a_test():

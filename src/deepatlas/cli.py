@@ -23,10 +23,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from deepatlas.core.registry import by_place
     from deepatlas.core.runs import latest_summary
 
-    if args.markdown or args.results:
+    if args.markdown or args.results or args.speed:
         from deepatlas.core.report import map_markdown, results_markdown
+        from deepatlas.core.results import bench_markdown
 
-        print(results_markdown() if args.results else map_markdown(), end="")
+        print(results_markdown() if args.results else bench_markdown() if args.speed else map_markdown(), end="")
         return 0
     groups = by_place()
     part = None
@@ -106,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="print the map table the README shows")
     p.add_argument("--results", action="store_true",
                    help="print the table of kept full-setting results (results/) the README shows")
+    p.add_argument("--speed", action="store_true",
+                   help="print the speed table of kept quiet-machine benchmarks (results/bench/)")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("run", help="run one experiment (by name) or every experiment of a place (by id)")

@@ -343,6 +343,7 @@ def results_markdown() -> str:
             lines.append(f"| {exp.place} | `{exp.name}` | no full result yet | — | — |")
             continue
         nums = "; ".join(f"{label} {text}" for _, label, text in headline(exp, kept.get("metrics", {})))
+        nums = nums.replace("|", "\\|")  # a literal | would end the table cell
         st = kept.get("stamp", {})
         when = f"{st.get('date', '?')[:10]}, {duration(st.get('seconds'))}"
         lines.append(f"| {exp.place} | `{exp.name}` | {nums or '—'} | {'yes' if kept.get('held') else '**no**'} | {when} |")

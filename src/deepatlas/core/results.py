@@ -145,3 +145,30 @@ def load_result(exp: Any, root: Path = RESULTS) -> dict | None:
     result["folder"] = str(folder)
     result["fresh"] = result.get("stamp", {}).get("experiment_sha256") == source_hash(exp)
     return result
+
+
+def bench_markdown(folder: Path = RESULTS / "bench") -> str:
+    """The README's speed table from the kept `make bench` records (bench/run.py --keep).
+
+    Only figures measured on a quiet machine are shown; ratio > 1 means deepatlas is faster."""
+    records = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            continue
+    quiet = [r for r in records if r.get("quiet") and "error" not in r]
+    if not quiet:
+        return ("No benchmark figure has been kept from a quiet machine yet: run `make bench` with "
+                "nothing else running, then `python bench/run.py --keep`.\n")
+    lines = ["| benchmark | deepatlas | peer | ratio (median, min–max) | goal | met |",
+             "|---|---|---|---|---|---|"]
+    for r in quiet:
+        spread = f"{r['ratio']:.2f} ({r['ratio_min']:.2f}–{r['ratio_max']:.2f}, {r['runs']} runs)"
+        lines.append(f"| `{r['name']}` | {r['ours']:.4g} {r['unit']} | {r['peer_name']}: {r['peer']:.4g} | "
+                     f"{spread} | {r['goal']:g} | {'yes' if r['met'] else '**no**'} |")
+    loud = [r["name"] for r in records if not r.get("quiet") and "error" not in r]
+    if loud:
+        lines.append("")
+        lines.append(f"Not shown (measured under load): {', '.join(f'`{n}`' for n in loud)}.")
+    return "\n".join(lines) + "\n"
