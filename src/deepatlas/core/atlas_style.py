@@ -43,7 +43,7 @@ table.head th{font-size:.8rem;color:var(--soft);font-weight:600}
 table.head td.num{font-variant-numeric:tabular-nums;font-weight:600}
 .notes{font-size:.9rem;color:#333;margin:6px 0}
 .plots{display:flex;flex-wrap:wrap;gap:8px;margin:8px 0}
-.plots figure{margin:0;flex:1 1 340px;max-width:540px}
+.plots figure{margin:0;flex:1 1 420px;max-width:100%}
 .plots img{width:100%;border:1px solid var(--line);border-radius:4px;cursor:zoom-in;background:#fff}
 .plots figcaption{font-size:.75rem;color:var(--soft)}
 img.zoom{position:fixed;inset:2vh 2vw;width:96vw;height:96vh;object-fit:contain;z-index:10;cursor:zoom-out;

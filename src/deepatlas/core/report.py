@@ -189,8 +189,10 @@ def _experiment_html(exp: Experiment, run: dict | None, kept: dict | None, atlas
         body = "".join(f"<tr><td>{esc(r[0])}</td>" + "".join(f'<td class="num">{esc(v)}</td>' for v in r[1:]) + "</tr>"
                        for r in rows.values())
         out.append(f'<table class="head"><tr><th>measured</th>{head}</tr>{body}</table>')
+    shown_notes: set[str] = set()
     for title, s in cols:
-        if s.get("notes"):
+        if s.get("notes") and s["notes"] not in shown_notes:  # the same note twice says nothing new
+            shown_notes.add(s["notes"])
             out.append(f'<p class="notes"><b>{esc(title)}:</b> {esc(s["notes"])}</p>')
         if "error" in s:
             out.append(f'<div class="error">{esc(s["error"])}</div>')
