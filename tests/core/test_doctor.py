@@ -82,6 +82,7 @@ def test_libraries_found_without_import_and_versioned():
 
 def test_install_commands_follow_pyproject_extras():
     assert doctor.pip_command("transformers") == "make install"         # the reference extra
+    assert doctor.pip_command("matplotlib") == "make install"           # a runtime dependency
     assert doctor.pip_command("pytest") == "make install-test"          # the test extra
     assert doctor.pip_command("playwright") == "make install-test"
     # not in an extra: pip, and --no-deps where pip would otherwise replace the pinned torch
@@ -121,3 +122,13 @@ def test_table_marks_core_missing_in_capitals(monkeypatch, capsys):
     assert "  MISSING core thing  install: apt-get install -y core-thing" in out
     assert "  missing optional thing  install: apt-get install -y optional-thing" in out
     assert out.rstrip().endswith("0 of 3 present; core needs missing: core thing")
+
+
+def test_extras_from_installed_metadata_without_a_checkout(tmp_path, monkeypatch):
+    monkeypatch.setattr(doctor, "REPO", tmp_path)  # no pyproject.toml here: a wheel install
+    doctor.extras.cache_clear()
+    try:
+        listed = doctor.extras()
+    finally:
+        doctor.extras.cache_clear()
+    assert listed["torch"] == "runtime" and listed["transformers"] == "reference" and listed["pytest"] == "test"

@@ -160,8 +160,8 @@ def _normalise(dist: str) -> str:
 
 @lru_cache(maxsize=1)
 def extras() -> dict[str, str]:
-    """{normalised distribution name: extra} from pyproject.toml's optional dependencies
-    (the installed metadata when there is no checkout, e.g. a wheel install)."""
+    """{normalised distribution name: extra} from pyproject.toml ("runtime" for its dependencies,
+    else the optional-dependencies extra); the installed metadata when there is no checkout."""
     out: dict[str, str] = {}
     pyproject = REPO / "pyproject.toml"
     try:
@@ -169,8 +169,9 @@ def extras() -> dict[str, str]:
     except ImportError:
         tomllib = None
     if pyproject.is_file() and tomllib is not None:
-        optional = tomllib.loads(pyproject.read_text()).get("project", {}).get("optional-dependencies", {})
-        for extra, reqs in optional.items():
+        project = tomllib.loads(pyproject.read_text()).get("project", {})
+        listed = {"runtime": project.get("dependencies", []), **project.get("optional-dependencies", {})}
+        for extra, reqs in listed.items():
             for req in reqs:
                 name = re.match(r"[A-Za-z0-9_.\-]+", req)
                 if name and not name.group(0).startswith("deepatlas"):
@@ -183,8 +184,8 @@ def extras() -> dict[str, str]:
     for req in reqs:
         extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)", req)
         name = re.match(r"[A-Za-z0-9_.\-]+", req)
-        if extra and name:
-            out.setdefault(_normalise(name.group(0)), extra.group(1))
+        if name:
+            out.setdefault(_normalise(name.group(0)), extra.group(1) if extra else "runtime")
     return out
 
 
@@ -192,7 +193,7 @@ def pip_command(dist: str, needs_torch: bool = False) -> str:
     """How to install `dist`: through the Makefile when an extra of pyproject.toml lists it,
     else pip, with --no-deps when the package depends on torch (pip would replace the pinned build)."""
     extra = extras().get(_normalise(dist))
-    if extra == "reference":
+    if extra in ("runtime", "reference"):
         return "make install"
     if extra is not None:
         return "make install-test"
