@@ -128,6 +128,19 @@ def code_files(exp: Experiment) -> dict[str, list[str]]:
 
 # ------------------------------------------------------------------ the page
 
+def _short(title: str, limit: int = 30) -> str:
+    """A map cell's label: the title up to its first ':' or ',', cut at a word (…)."""
+    head = title.split(":")[0].split(",")[0].split(";")[0].strip()
+    if len(head) <= limit:
+        return head
+    words, out = head.split(), ""
+    for w in words:
+        if len(out) + len(w) + 1 > limit - 1:
+            break
+        out = f"{out} {w}".strip()
+    return (out or head[:limit - 1]) + "…"
+
+
 def _state(exps: list[Experiment], runs: dict[str, dict]) -> str:
     if not exps:
         return "none"
@@ -256,7 +269,7 @@ def render(runs: list[dict], kept: dict[str, dict], atlas_dir: Path, title_note:
                 parts.append("</div></div>")
             part = place.part
             parts.append(f'<div class="maprow"><div class="part">{esc(part)}</div><div class="cells">')
-        short = place.title.split(":")[0].split(",")[0][:38]
+        short = _short(place.title)
         parts.append(f'<a class="cell" href="#place-{pid}" data-place="{pid}" data-state="{states[pid]}" '
                      f'title="{esc(place.title)} — {states[pid]}"><b>{pid}</b>{esc(short)}</a>')
     parts.append('</div></div><div class="legend"><span class="held">held</span><span class="failed">'
