@@ -2,6 +2,7 @@
 # System data for deepatlas on Debian (run as root; elsewhere it says what it skips).
 #   Fashion-MNIST       apt dataset-fashion-mnist  -> /usr/share/datasets/fashion-mnist
 #   King James Bible    apt bible-kjv              -> the `bible` command
+#   speech              apt espeak-ng, pocketsphinx-testdata (LibriVox recordings with transcripts)
 #   Chromium            apt chromium               -> /usr/bin/chromium (browser test of the atlas)
 #   Jane Austen novels  apt r-cran-janeaustenr, unpacked (not installed: no R needed)
 #                       -> $DEEPATLAS_CACHE/janeaustenr (default ~/.cache/deepatlas)
@@ -15,6 +16,8 @@ fi
 need=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 command -v bible >/dev/null || need+=(bible-kjv)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)   # M3: speech synthesised for the CTC recogniser
+[ -f /usr/share/pocketsphinx/test/data/librivox/transcription ] || need+=(pocketsphinx-testdata)   # M3: LibriVox recordings
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the atlas browser test (Playwright drives it)
 if [ ${#need[@]} -gt 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null \

@@ -15,6 +15,7 @@ COMMAND_MODULES: list[str] = [
     "deepatlas.chat.cli",
     "deepatlas.generation.cli",
     "deepatlas.core.doctor",
+    "deepatlas.audio.cli",
 ]
 
 

@@ -1,0 +1,17 @@
+import pytest
+
+from deepatlas.audio.transcribe import INSTALL_HINT, whisper_dir
+from deepatlas.experiments.m3_whisper import librivox
+
+
+def test_m3_whisper_quick_holds(run_quick):
+    if whisper_dir() is None:
+        pytest.skip(f"Whisper tiny.en weights not installed: {INSTALL_HINT}")
+    if not librivox():
+        pytest.skip("LibriVox recordings not installed: apt-get install pocketsphinx-testdata")
+    s = run_quick("whisper-librivox")
+    assert s["held"], s["metrics"]
+    m = s["metrics"]
+    assert m["wer_greedy"] <= 0.10 and m["recordings"] == 3
+    if "ct2_same_tokens" in m:
+        assert m["ct2_same_tokens"] == 3
