@@ -33,6 +33,31 @@ def fashion_images(split: str = "train", size: int = 14, n: int | None = None
     return (x, y) if n is None else (x[:n], y[:n])
 
 
+def digit_images(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8×8 digits as (N, 1, 8, 8) in [-1, 1] with labels (the quickest tests)."""
+    from deepatlas.data.digits import load_digits_tensors
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split {split!r}; valid: 'train', 'test'")
+    x_tr, y_tr, x_te, y_te = load_digits_tensors()
+    x, y = (x_tr, y_tr) if split == "train" else (x_te, y_te)
+    return x.reshape(-1, 1, 8, 8) * 2 - 1, y
+
+
+DATASETS = ("fashion", "digits")
+
+
+def generative_images(data: str, split: str = "train", size: int = 14) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST at `size`, or the 8×8 digits (size must then be 8)."""
+    if data == "fashion":
+        return fashion_images(split, size)
+    if data == "digits":
+        if size != 8:
+            raise ValueError(f"the digits are 8×8; got size {size}")
+        return digit_images(split)
+    raise ValueError(f"image data {data!r}; valid: {', '.join(DATASETS)}")
+
+
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] pixels -> [0, 1] for plotting."""
     return ((x + 1) / 2).clamp(0, 1)

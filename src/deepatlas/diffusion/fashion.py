@@ -12,7 +12,7 @@ from torch import Tensor
 
 from deepatlas.core.runs import Run
 from deepatlas.core.train import TrainConfig, TrainResult, train
-from deepatlas.data.images import fashion_images
+from deepatlas.data.images import generative_images
 from deepatlas.diffusion.sampling import Denoiser, diffusion_loss, guided_denoiser, sample_batched
 from deepatlas.diffusion.schedule import NoiseSchedule
 from deepatlas.models.unet import UNet, UNetConfig
@@ -26,6 +26,7 @@ class DDPMSetup:
     T: int = 1000
     schedule: str = "linear"           # linear | cosine
     prediction: str = "epsilon"        # epsilon | sample | v_prediction
+    data: str = "fashion"              # fashion | digits (8×8, the quickest runs)
     size: int = 14
     channels: tuple[int, ...] = (16, 32)
     attention: tuple[bool, ...] = (False, True)
@@ -47,7 +48,7 @@ def make_unet(setup: DDPMSetup) -> UNet:
 def train_ddpm(setup: DDPMSetup, run: Run | None, evaluate: Callable[[UNet], dict] | None = None,
                seed: int = 0) -> tuple[UNet, NoiseSchedule, TrainResult]:
     """Train a U-Net on the training images; get_batch is a function of the step (exact --resume)."""
-    x, y = fashion_images("train", setup.size)
+    x, y = generative_images(setup.data, "train", setup.size)
     schedule = NoiseSchedule(setup.T, setup.schedule)
     torch.manual_seed(seed)
     model = make_unet(setup)
