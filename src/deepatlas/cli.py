@@ -14,8 +14,10 @@ COMMAND_MODULES: list[str] = [
     # modules with add_parser(subparsers); each sets a `func(args) -> int` default
     "deepatlas.chat.cli",
     "deepatlas.generation.cli",
+    "deepatlas.explain.cli",
     "deepatlas.core.doctor",
     "deepatlas.audio.cli",
+    "deepatlas.models.embed_cli",
 ]
 
 
