@@ -2,26 +2,10 @@
 import pytest
 import torch
 
-from deepatlas.models.swin import (SwinBlock, SwinClassifier, relative_position_index, shift_mask, window_partition,
-                                   window_reverse)
+from deepatlas.models.swin import (SwinBlock, SwinClassifier, from_hf_state_dict, relative_position_index, shift_mask,
+                                   window_partition, window_reverse)
 
 transformers = pytest.importorskip("transformers", reason="transformers not installed: pip install transformers")
-
-
-def hf_swin_to_ours(state: dict) -> dict:
-    out = {}
-    for k, v in state.items():
-        k = k.removeprefix("swin.")
-        for a, b in [("embeddings.patch_embeddings.projection", "patch_embed"), ("embeddings.norm", "embed_norm"),
-                     ("attention.relative_position_bias.", "attn."), ("attention.", "attn.attn."),
-                     ("layernorm_before", "norm1"), ("layernorm_after", "norm2"), ("mlp.fc1", "ffn.up_proj"),
-                     ("mlp.fc2", "ffn.down_proj"), ("layernorm.", "norm."), ("classifier", "head")]:
-            k = k.replace(a, b)
-        if k.startswith("encoder.layers."):
-            _, _, s, kind, rest = k.split(".", 4)
-            k = f"stages.{s}.{rest}" if kind == "blocks" else f"merges.{s}.{rest}"
-        out[k] = v
-    return out
 
 
 @pytest.mark.parametrize("image,patch,window,depths,heads,channels", [
@@ -42,7 +26,7 @@ def test_swin_equals_hf(image, patch, window, depths, heads, channels):
                 p.normal_(0, 1.0)
     ours = SwinClassifier(num_classes=4, patch_size=patch, in_channels=channels, embed_dim=8, depths=depths,
                           heads=heads, window=window).eval()
-    ours.load_state_dict(hf_swin_to_ours(ref.state_dict()))
+    ours.load_state_dict(from_hf_state_dict(ref.state_dict()))
     x = torch.randn(2, channels, image, image)
     with torch.no_grad():
         want = ref(x)

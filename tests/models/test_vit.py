@@ -2,23 +2,9 @@
 import pytest
 import torch
 
-from deepatlas.models.vit import ViT
+from deepatlas.models.vit import ViT, from_hf_state_dict
 
 transformers = pytest.importorskip("transformers", reason="transformers not installed: pip install transformers")
-
-
-def hf_vit_to_ours(state: dict) -> dict:
-    """HF ViTForImageClassification names -> ours."""
-    out = {}
-    for k, v in state.items():
-        k = k.removeprefix("vit.")
-        for a, b in [("embeddings.cls_token", "cls_token"), ("embeddings.position_embeddings", "pos_embed"),
-                     ("embeddings.patch_embeddings.projection", "patch_embed.proj"), ("layers.", "blocks."),
-                     ("attention.", "self_attn."), ("layernorm_before", "norm1"), ("layernorm_after", "norm2"),
-                     ("mlp.fc1", "ffn.up_proj"), ("mlp.fc2", "ffn.down_proj"), ("layernorm.", "norm."), ("classifier", "head")]:
-            k = k.replace(a, b)
-        out[k] = v
-    return out
 
 
 def _pair(image, patch, channels, dim=32, depth=2, heads=4, form="conv"):
@@ -28,7 +14,7 @@ def _pair(image, patch, channels, dim=32, depth=2, heads=4, form="conv"):
                                  num_labels=5, attn_implementation="eager")
     ref = transformers.ViTForImageClassification(cfg).eval()
     ours = ViT(image, patch, channels, 5, dim, depth, heads, 2 * dim, eps=cfg.layer_norm_eps, patch_form=form).eval()
-    ours.load_state_dict(hf_vit_to_ours(ref.state_dict()))
+    ours.load_state_dict(from_hf_state_dict(ref.state_dict()))
     return ref, ours
 
 

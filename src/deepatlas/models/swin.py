@@ -209,3 +209,23 @@ class SwinClassifier(Swin):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(super().forward(x).mean(dim=1))
+
+
+HF_NAMES = [("embeddings.patch_embeddings.projection", "patch_embed"), ("embeddings.norm", "embed_norm"),
+            ("attention.relative_position_bias.", "attn."), ("attention.", "attn.attn."),
+            ("layernorm_before", "norm1"), ("layernorm_after", "norm2"), ("mlp.fc1", "ffn.up_proj"),
+            ("mlp.fc2", "ffn.down_proj"), ("layernorm.", "norm."), ("classifier", "head")]
+
+
+def from_hf_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A Hugging Face SwinModel / SwinForImageClassification (transformers ≥ 5) state dict in our names."""
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("swin.")
+        for hf, ours in HF_NAMES:
+            key = key.replace(hf, ours)
+        if key.startswith("encoder.layers."):   # encoder.layers.{s}.blocks.{i}. / .downsample.
+            _, _, stage, kind, rest = key.split(".", 4)
+            key = f"stages.{stage}.{rest}" if kind == "blocks" else f"merges.{stage}.{rest}"
+        out[key] = value
+    return out

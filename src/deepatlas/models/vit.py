@@ -113,3 +113,20 @@ class ViT(nn.Module):
         z, maps = out if return_attention else (out, None)
         logits = self.head(z[:, 0])                                                # eq. (4) class token
         return (logits, maps) if return_attention else logits
+
+
+HF_NAMES = [("embeddings.cls_token", "cls_token"), ("embeddings.position_embeddings", "pos_embed"),
+            ("embeddings.patch_embeddings.projection", "patch_embed.proj"), ("layers.", "blocks."),
+            ("attention.", "self_attn."), ("layernorm_before", "norm1"), ("layernorm_after", "norm2"),
+            ("mlp.fc1", "ffn.up_proj"), ("mlp.fc2", "ffn.down_proj"), ("layernorm.", "norm."), ("classifier", "head")]
+
+
+def from_hf_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A Hugging Face ViTForImageClassification (transformers ≥ 5) state dict in our names."""
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("vit.")
+        for hf, ours in HF_NAMES:
+            key = key.replace(hf, ours)
+        out[key] = value
+    return out
