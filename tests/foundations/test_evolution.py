@@ -63,3 +63,18 @@ def test_zdt_front_and_nsga2_converges():
     assert hypervolume_2d(f) > 0.9 * ZDT_HYPERVOLUME[1]
     with pytest.raises(ValueError, match="pop"):
         nsga2(lambda x: zdt(x, 1), n_var=3, pop=5)
+
+
+def test_cma_es_against_the_cma_package():
+    cma = pytest.importorskip("cma", reason="cma not installed: pip install cma (comes with pymoo)")
+    from deepatlas.foundations.evolution import cma_es, rosenbrock
+    ours, theirs = [], []
+    for seed in range(3):
+        x, h = cma_es(rosenbrock, np.zeros(5), 0.5, 20000, target=1e-8, seed=seed)
+        assert h[-1][1] <= 1e-8 and np.abs(x - 1).max() < 1e-3
+        ours.append(h[-1][0])
+        es = cma.CMAEvolutionStrategy(np.zeros(5), 0.5, {"seed": seed + 1, "verbose": -9, "ftarget": 1e-8})
+        es.optimize(lambda v: float(rosenbrock(np.asarray(v)[None])[0]))
+        theirs.append(es.result.evaluations)
+    # the same algorithm: the evaluations needed agree within a factor of 1.5 (medians over seeds)
+    assert np.median(ours) <= 1.5 * np.median(theirs) and np.median(theirs) <= 1.5 * np.median(ours), (ours, theirs)
