@@ -172,7 +172,9 @@ def _stamp_line(kept: dict) -> str:
     load_txt = f", load average {load[0]:.1f} at start" if load else ""
     return (f"full setting, measured on {esc(st.get('date', '?'))} on {esc(str(m.get('cpu', '?')))} "
             f"({m.get('cores', '?')} cores{load_txt}), commit {esc(st.get('commit', '?'))}, "
-            f"took {duration(st.get('seconds'))}")
+            f"took {duration(st.get('seconds'))}"
+            + (" after resuming from a checkpoint (the time before the interruption is not counted)"
+               if st.get("resumed") else ""))
 
 
 def _experiment_html(exp: Experiment, run: dict | None, kept: dict | None, atlas_dir: Path) -> str:

@@ -116,6 +116,7 @@ def save_result(exp: Any, summary: dict, load_before: list[float] | None = None,
         "commit": commit_stamp(),
         "machine": machine_stamp(),
         "seconds": summary.get("seconds"),
+        "resumed": bool(summary.get("resumed")),  # seconds then count only the part after the resume
         "load_average_before": load_before,
         "load_average_after": load_average(),
         "experiment_file": repo_path(source_file(exp)),
