@@ -227,3 +227,16 @@ def test_bad_inputs_have_clear_errors():
                    next_sentence_label=torch.zeros(1, dtype=torch.long))
     with pytest.raises(ValueError, match="missing"):
         from_hf_state_dict({"embeddings.word_embeddings.weight": torch.zeros(57, 32)}, TINY)
+
+
+def test_mean_pooled_classifier_and_single_document_nsp():
+    torch.manual_seed(12)
+    enc = Bert(TINY).eval()
+    clf = SequenceClassifier(enc, 4, pooling="mean").eval()
+    ids, mask, types = batch(seed=13)
+    h = enc(ids, mask, types).last_hidden_state
+    m = mask[:, :, None].float()
+    want = clf.classifier((h * m).sum(1) / m.sum(1))          # the mean over real tokens only
+    torch.testing.assert_close(clf(ids, mask, types), want, atol=1e-6, rtol=1e-5)
+    pairs = nsp_pairs([[i] for i in range(50)], 500, torch.Generator().manual_seed(1))
+    assert all(b == a + 1 if lab == 0 else b not in (a, a + 1) for a, b, lab in pairs)

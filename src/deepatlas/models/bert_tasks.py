@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepatlas.models.bert import IGNORE, Bert, BertConfig
+from deepatlas.models.sentence_encoder import mean_pool
 
 
 def mask_tokens(ids: Tensor, mask_id: int, vocab_size: int, special: Tensor | None = None,
@@ -65,6 +66,7 @@ def nsp_pairs(segments: Sequence[Sequence[int]], n: int, generator: torch.Genera
     starts = [i for i in range(len(segments) - 1) if doc_of[i] == doc_of[i + 1]]
     if not starts:
         raise ValueError("no two consecutive segments share a document: no IsNext pair exists")
+    one_doc = len(set(doc_of)) == 1
     pairs = []
     for _ in range(n):
         a = starts[int(torch.randint(len(starts), (1,), generator=generator))]
@@ -73,7 +75,7 @@ def nsp_pairs(segments: Sequence[Sequence[int]], n: int, generator: torch.Genera
             continue
         while True:
             b = int(torch.randint(len(segments), (1,), generator=generator))
-            if b != a + 1 and (doc_of[b] != doc_of[a] or len(set(doc_of)) == 1) and b != a:
+            if (doc_of[b] != doc_of[a]) if not one_doc else b not in (a, a + 1):
                 break
         pairs.append((a, b, 1))
     return pairs
@@ -103,7 +105,6 @@ class SequenceClassifier(nn.Module):
         if self.pooling == "cls":
             h = out.pooled                                                      # (B, H)
         else:
-            from deepatlas.models.sentence_encoder import mean_pool
             h = mean_pool(out.last_hidden_state, attention_mask)                # (B, H)
         return self.classifier(self.dropout(h))
 
