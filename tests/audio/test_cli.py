@@ -1,6 +1,5 @@
 """`deepatlas transcribe`: one-line errors for bad files; audio over 30 s is cut into windows."""
 import numpy as np
-import torch
 
 from deepatlas.audio.transcribe import Transcriber
 from deepatlas.audio.wav import write_wav

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepatlas.audio.features import CHUNK_SAMPLES, SAMPLE_RATE, log_mel
+from deepatlas.audio.features import CHUNK_SAMPLES, log_mel
 from deepatlas.models.whisper import SpecialTokens, Whisper
 from deepatlas.text.bpe import ByteLevelBPE
 
@@ -89,7 +89,3 @@ class Transcriber:
                                       length_penalty=length_penalty)[0]
             texts.append(self.text(ids))
         return " ".join(t for t in texts if t)
-
-
-def seconds(audio: np.ndarray) -> float:
-    return len(audio) / SAMPLE_RATE

@@ -120,18 +120,22 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
         return x.astype(np.float32)
     h = sinc_filter(up, down)
     half = (len(h) - 1) // 2
+    taps = 2 * half // up + 1
     n_out = -(-len(x) * up // down)
+    # output m sits at t = m·down on the upsampled grid, input k at k·up; the first input it reads
+    # is k0 = ⌈(t − L)/up⌉ and then tap j weighs x[k0 + j] by h[2L − r − j·up], r = (L − t) mod up:
+    # the weights depend on the phase r only, so they form an (up, taps) table
+    j = np.arange(taps)
+    index = 2 * half - np.arange(up)[:, None] - j[None, :] * up                  # (up, taps)
+    table = np.where((index >= 0) & (index < len(h)), h[np.clip(index, 0, len(h) - 1)], 0.0)
+    xp = np.concatenate([np.zeros(taps), x, np.zeros(taps)])                    # zeros outside x
     out = np.empty(n_out, np.float32)
-    for start in range(0, n_out, 1 << 15):  # blocks of outputs keep the (M, taps) index arrays small
-        # output m sits at m·down on the upsampled grid; input k at k·up. Taps |m·down − k·up| ≤ L.
+    for start in range(0, n_out, 1 << 15):  # blocks of outputs keep the (M, taps) arrays small
         t = np.arange(start, min(n_out, start + (1 << 15))) * down              # (M,)
-        k0 = -((half - t) // up)                                                # ceil((t − L) / up)
-        k = k0[:, None] + np.arange(2 * half // up + 1)[None, :]                # (M, taps)
-        offset = half + t[:, None] - k * up                                     # index into h
-        ok = (k >= 0) & (k < len(x)) & (offset >= 0) & (offset < len(h))
-        xs = np.where(ok, x[np.clip(k, 0, len(x) - 1)], 0.0)
-        hs = np.where(ok, h[np.clip(offset, 0, len(h) - 1)], 0.0)
-        out[start:start + len(t)] = (xs * hs).sum(1)                          # y[m] = Σ_k x[k] h[L + m·down − k·up]
+        k0 = -((half - t) // up)                                                # ⌈(t − L) / up⌉
+        r = (half - t) % up
+        # y[m] = Σ_j x[k0 + j] · h[2L − r − j·up]
+        out[start:start + len(t)] = np.einsum("mj,mj->m", xp[k0[:, None] + j + taps], table[r])
     return out
 
 
