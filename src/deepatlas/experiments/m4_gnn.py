@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from deepatlas.core.registry import Verdict, experiment
 from deepatlas.core.runs import Run
 from deepatlas.core.train import TrainConfig, train
-from deepatlas.models.gnn import GCNConv, GNN, add_self_loops, scatter
+from deepatlas.models.gnn import GNN, gcn_norm, scatter
 
 
 def _plt():
@@ -74,6 +74,12 @@ def make_sbm(cfg: SBM, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
         idx = (y == c).nonzero().flatten()
         mask[idx[torch.randperm(len(idx), generator=gen)[:cfg.train_per_class]]] = True
     return x, _edges(g), y, mask
+
+
+def _spread(metrics: dict, key: str, values: list[float]) -> None:
+    """metrics[key] = the mean over seeds, key_min / key_max the range."""
+    metrics[key] = float(np.mean(values))
+    metrics[f"{key}_min"], metrics[f"{key}_max"] = float(min(values)), float(max(values))
 
 
 def fit_nodes(kind: str, x, edge_index, y, mask, steps: int, seed: int, layers: int = 2,
@@ -145,8 +151,7 @@ def gnn_node_classification(cfg: NodeConfig, run: Run) -> Verdict:
 
     metrics = {}
     for k in KINDS:
-        metrics[f"acc_{k}"] = float(np.mean(accs[k]))
-        metrics[f"acc_{k}_min"], metrics[f"acc_{k}_max"] = float(min(accs[k])), float(max(accs[k]))
+        _spread(metrics, f"acc_{k}", accs[k])
         metrics[f"karate_{k}"] = float(np.mean(karate[k]))
     gains = {k: metrics[f"acc_{k}"] - metrics["acc_mlp"] for k in ("gcn", "gat", "sage")}
     metrics.update({f"gain_{k}": v for k, v in gains.items()})
@@ -246,8 +251,7 @@ def gnn_graph_classification(cfg: GraphConfig, run: Run) -> Verdict:
 
     metrics = {}
     for n in names:
-        metrics[f"acc_{n}"] = float(np.mean(accs[n]))
-        metrics[f"acc_{n}_min"], metrics[f"acc_{n}_max"] = float(min(accs[n])), float(max(accs[n]))
+        _spread(metrics, f"acc_{n}", accs[n])
     blind = max(metrics[f"acc_{n}"] for n in ("SAGE-mean", "SAGE-max", "GAT", "no message passing"))
     held = metrics["acc_SAGE-sum"] >= cfg.min_acc and blind <= cfg.max_mean_acc
     return Verdict(held, metrics, notes=f"sum aggregator {metrics['acc_SAGE-sum']:.1%} (bar {cfg.min_acc:.0%}); "
@@ -266,13 +270,10 @@ def mean_cosine(h: torch.Tensor) -> float:
 
 def propagate(x: torch.Tensor, edge_index: torch.Tensor, k: int) -> list[torch.Tensor]:
     """[X, ÂX, Â²X, …, Â^k X] with Â = D̃^{-½}(A+I)D̃^{-½}, the GCN layer without weights."""
-    n = x.size(0)
-    src, dst = add_self_loops(edge_index, n)
-    deg = scatter(torch.ones_like(dst, dtype=x.dtype), dst, n)
-    norm = (deg.rsqrt()[src] * deg.rsqrt()[dst])[:, None]
+    src, dst, norm = gcn_norm(edge_index, x.size(0), x.dtype)
     out = [x]
     for _ in range(k):
-        out.append(scatter(norm * out[-1][src], dst, n))
+        out.append(scatter(norm[:, None] * out[-1][src], dst, x.size(0)))
     return out
 
 

@@ -70,6 +70,13 @@ def dense_adjacency(edge_index: Tensor, num_nodes: int) -> Tensor:
     return a.index_put_((edge_index[1], edge_index[0]), torch.ones(edge_index.size(1)), accumulate=True)
 
 
+def gcn_norm(edge_index: Tensor, num_nodes: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, Tensor]:
+    """Edges of Ã = A + I and their weights 1/√(d̃_i d̃_j) (the entries of D̃^{-½} Ã D̃^{-½})."""
+    src, dst = add_self_loops(edge_index, num_nodes)
+    deg = scatter(torch.ones(dst.numel(), dtype=dtype, device=dst.device), dst, num_nodes)   # d̃_i (N,)
+    return src, dst, deg.rsqrt()[src] * deg.rsqrt()[dst]                                     # (E,)
+
+
 # ---- the layers ---------------------------------------------------------------------------------
 
 class GCNConv(nn.Module):
@@ -91,9 +98,7 @@ class GCNConv(nn.Module):
             d = a.sum(1).rsqrt()
             out = d[:, None] * a * d[None, :] @ h
         else:
-            src, dst = edges
-            deg = scatter(torch.ones_like(dst, dtype=h.dtype), dst, n)    # d̃_i (N,)
-            norm = deg.rsqrt()[src] * deg.rsqrt()[dst]                    # 1/√(d̃_i d̃_j) (E,)
+            src, dst, norm = gcn_norm(edge_index, n, h.dtype)            # norm: 1/√(d̃_i d̃_j) (E,)
             out = scatter(norm[:, None] * h[src], dst, n)                 # gather, weigh, sum
         return out if self.bias is None else out + self.bias
 
