@@ -13,7 +13,8 @@ Part A — uncertainty on F2's heteroscedastic task (y = sin 3x + σ(x)ε, σ(x)
   calibrated per region and has the lower test NLL.
 Part B — EMA of weights (deepatlas.foundations.ema) equals torch's AveragedModel(get_ema_multi_avg_fn)
   along a real training run (an MLP on Fashion-MNIST, SGD with a constant learning rate); the val loss
-  of the averaged and of the raw weights at equal steps is measured and reported.
+  of the averaged and of the raw weights at equal steps is measured and reported; the same for a small
+  character GPT (models.gpt) on Austen trained by AdamW at a constant learning rate.
 Part C — GroupNorm and InstanceNorm (deepatlas.foundations.group_norm) equal torch's in train and eval
   modes (outputs, input/parameter gradients, running statistics), max |diff| ≤ 1e-5.
 """
@@ -58,6 +59,11 @@ class Config:
     ema_lr: float = 0.1
     ema_batch: int = 32
     ema_eval_every: int = 100
+    gpt_chars: int = 500_000        # the first n characters of Austen for the GPT part
+    gpt_steps: int = 800
+    gpt_lr: float = 3e-3
+    gpt_ema_decay: float = 0.99
+    gpt_eval_every: int = 50
     seed: int = 0
 
 
@@ -160,6 +166,40 @@ def ema_run(cfg: Config, run: Run) -> dict:
     return {"parity": parity, "curve": curve, "gap": gap, "acc": acc}
 
 
+def gpt_ema(cfg: Config, run: Run) -> dict:
+    """A small character GPT (models.gpt, 2 layers × 64 dims) on Austen with constant-lr AdamW: the val loss of
+    the raw and of the EMA weights at equal steps (one training run, both evaluated on the same batches)."""
+    from deepatlas.data.austen import austen_corpus
+    from deepatlas.data.lm import char_lm_dataset
+    from deepatlas.models.gpt import GPT, GPTConfig, lm_loss
+    tok, data = char_lm_dataset(austen_corpus()[:cfg.gpt_chars])
+    torch.manual_seed(cfg.seed)
+    model = GPT(GPTConfig(vocab_size=len(tok), block_size=64, n_layer=2, n_head=2, n_embd=64))
+    ema = EMA(model, cfg.gpt_ema_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.gpt_lr, weight_decay=0.0)
+    get = data.batch_fn("train", 16, 64, cfg.seed)
+    val_batches = [data.get_batch("val", i, 0, 32, 64, seed=10_000) for i in range(8)]
+
+    def val_loss(m: nn.Module) -> float:
+        m.eval()
+        with torch.no_grad():
+            out = float(torch.stack([lm_loss(m, b) for b in val_batches]).mean())
+        m.train()
+        return out
+
+    curve = {"step": [], "raw": [], "ema": []}
+    for step in range(cfg.gpt_steps):
+        loss = lm_loss(model, get(step, 0))
+        opt.zero_grad(); loss.backward(); opt.step()
+        ema.update(model)
+        if (step + 1) % cfg.gpt_eval_every == 0:
+            curve["step"].append(step + 1); curve["raw"].append(val_loss(model)); curve["ema"].append(val_loss(ema.module))
+            run.log(part="gpt_ema", step=step + 1, val_loss_raw=curve["raw"][-1], val_loss_ema=curve["ema"][-1])
+    run.print(f"GPT (2×64, constant lr {cfg.gpt_lr}) val loss at step {cfg.gpt_steps}: raw {curve['raw'][-1]:.4f}, "
+              f"EMA α = {cfg.gpt_ema_decay} {curve['ema'][-1]:.4f} nats/char")
+    return curve
+
+
 def norm_parity(seed: int) -> dict[str, float]:
     g = torch.Generator().manual_seed(seed)
     out = {}
@@ -186,12 +226,14 @@ def norm_parity(seed: int) -> dict[str, float]:
                   "real training run (≤ 1e-6) and GroupNorm/InstanceNorm equal torch's (≤ 1e-5)",
             config=Config, quick={"reg_train": 1000, "reg_test": 6000, "reg_steps": 800, "mc_samples": 50,
                                   "ensemble": 2, "dropout_hidden": 64, "ema_train": 4000, "ema_steps": 600, "ema_decay": 0.98,
-                                  "ema_eval_every": 50},
+                                  "ema_eval_every": 50, "gpt_chars": 200_000, "gpt_steps": 120, "gpt_eval_every": 40,
+                                  "gpt_ema_decay": 0.95},
             one_thread=True,
             headline={"coverage_mc_dropout": ("MC dropout coverage", "{:.1%}"),
                       "worst_gap_mc_dropout_noise": ("MC dropout+noise worst region gap", "{:.3f}"),
                       "worst_gap_gaussian_nll": ("Gaussian NLL worst region gap", "{:.3f}"),
-                      "ema_val_loss_gap": ("val loss raw − EMA", "{:+.4f}")})
+                      "ema_val_loss_gap": ("val loss raw − EMA", "{:+.4f}"),
+                      "gpt_val_loss_gap": ("GPT val loss raw − EMA", "{:+.4f} nats/char")})
 def mc_dropout_ema_norms(cfg: Config, run: Run) -> Verdict:
     import matplotlib
     matplotlib.use("Agg")
@@ -200,11 +242,12 @@ def mc_dropout_ema_norms(cfg: Config, run: Run) -> Verdict:
     start = time.time()
     res, data = uncertainty(cfg, run)
     ema = ema_run(cfg, run)
+    gpt = gpt_ema(cfg, run)
     norms = norm_parity(cfg.seed)
     worst_norm = max(norms.values())
     run.print("GroupNorm/InstanceNorm max |ours − torch|: " + ", ".join(f"{k} {v:.1e}" for k, v in norms.items()))
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.3))
     xt, order = data["x"], np.argsort(data["x"])
     colors = dict(zip(res, ("C3", "C1", "C0", "C2")))
     for name, (mean, std) in data["pred"].items():
@@ -228,6 +271,11 @@ def mc_dropout_ema_norms(cfg: Config, run: Run) -> Verdict:
     axes[2].set(xlabel="SGD step (lr constant)", ylabel="val cross-entropy", title="Fashion-MNIST MLP: EMA of weights",
                 ylim=(min(c["ema"] + c["raw"]) * 0.95, min(2.5, max(c["raw"][len(c["raw"]) // 5:]) * 1.1)))
     axes[2].legend()
+    axes[3].plot(gpt["step"], gpt["raw"], label="raw weights")
+    axes[3].plot(gpt["step"], gpt["ema"], label=f"EMA α={cfg.gpt_ema_decay}")
+    axes[3].set(xlabel="AdamW step (lr constant)", ylabel="val loss (nats/char)", title="char GPT on Austen: EMA",
+                ylim=(min(gpt["ema"] + gpt["raw"]) * 0.97, max(gpt["raw"][len(gpt["raw"]) // 4:]) * 1.03))
+    axes[3].legend()
     run.savefig(fig, "mc_dropout_ema")
 
     metrics = {}
@@ -238,7 +286,9 @@ def mc_dropout_ema_norms(cfg: Config, run: Run) -> Verdict:
     metrics.update({f"maxdiff_{k}": v for k, v in norms.items()})
     metrics.update(ema_parity=ema["parity"], ema_val_loss_gap=ema["gap"], ema_val_acc=ema["acc"]["ema"],
                    raw_val_acc=ema["acc"]["raw"], ema_val_loss_final=ema["curve"]["ema"][-1],
-                   raw_val_loss_final=ema["curve"]["raw"][-1], seconds=time.time() - start)
+                   raw_val_loss_final=ema["curve"]["raw"][-1], gpt_val_loss_raw=gpt["raw"][-1],
+                   gpt_val_loss_ema=gpt["ema"][-1], gpt_val_loss_gap=gpt["raw"][-1] - gpt["ema"][-1],
+                   seconds=time.time() - start)
     nll_ok = res["gaussian_nll"]["nll"] < min(res["mc_dropout"]["nll"], res["mc_dropout+noise"]["nll"])
     held = (res["mc_dropout"]["coverage"] < 0.8 and res["mc_dropout+noise"]["worst_region_gap"] > 0.09
             and res["gaussian_nll"]["worst_region_gap"] <= cfg.coverage_tol and nll_ok
@@ -246,5 +296,5 @@ def mc_dropout_ema_norms(cfg: Config, run: Run) -> Verdict:
     return Verdict(held=held, metrics=metrics,
                    notes="held: MC-dropout spread coverage < 0.8, with constant noise worst region gap > 0.09, "
                          f"Gaussian-NLL worst gap ≤ {cfg.coverage_tol} and the lowest NLL of the three; EMA = "
-                         "AveragedModel ≤ 1e-6; norms ≤ 1e-5. The deep ensemble and the EMA val-loss gap are "
+                         "AveragedModel ≤ 1e-6; norms ≤ 1e-5. The deep ensemble and the EMA val-loss gaps (MLP, GPT) are "
                          "measured and reported, not part of the verdict")
