@@ -6,8 +6,9 @@
 2. Memory and time against N: peak bytes of tensors alive during forward + backward (measured
    by deepatlas.nn.flash.PeakMemory, not by formula) for the tiled path and the plain
    softmax(QKᵀ/√d)V path; the log-log slopes (1 = linear, 2 = quadratic) and the ratio at the
-   largest N. Time is reported too: the tiled path is Python loops of torch ops, so it is slower
-   than both — FlashAttention's speed comes from a fused on-chip kernel this does not have.
+   largest N. Time is reported too: the tiled path is Python loops of torch ops, slower than
+   SDPA's fused kernel, though at large N faster than the plain path, which writes and reads
+   the whole T×T matrix — FlashAttention's real speed comes from a fused on-chip kernel.
 3. KV-cache bytes per token of MHA, GQA, MQA and MLA at published shapes (computed), and for
    our own caches (deepatlas GPT = MHA, LLaMA GQA/MQA, MLA's latent cache) measured from the
    allocated tensors and compared with the formula.
@@ -305,6 +306,8 @@ def efficient_attention(cfg: Config, run: Run) -> Verdict:
     metrics = {**{k: float(f"{v:.3g}") for k, v in errors.items()}, "max_abs_error": float(f"{max_err:.3g}"),
                "tiled_memory_slope": round(tiled_slope, 3), "plain_memory_slope": round(plain_slope, 3),
                "memory_ratio_at_max_N": round(ratio, 4), "max_N": Ns[-1],
+               "time_tiled_over_plain_at_max_N": round(rows[-1]["tiled_seconds"] / rows[-1]["plain_seconds"], 3),
+               "time_tiled_over_sdpa_at_max_N": round(rows[-1]["tiled_seconds"] / rows[-1]["sdpa_seconds"], 3),
                "memory_and_time": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
                                    for r in rows],
                "kv_cache_published_bf16": published, "kv_cache_measured_fp32": caches,
