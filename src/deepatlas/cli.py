@@ -18,6 +18,7 @@ COMMAND_MODULES: list[str] = [
     "deepatlas.core.doctor",
     "deepatlas.audio.cli",
     "deepatlas.models.embed_cli",
+    "deepatlas.deploy.cli",
 ]
 
 

@@ -32,11 +32,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from deepatlas.core.doctor import CHROMIUM  # Debian's /usr/bin/chromium (what `deepatlas doctor` checks)
 from deepatlas.data.cache import cache_dir
 
 ORT_WEB_VERSION = "1.30.0"
 ORT_WEB_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 
