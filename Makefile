@@ -17,6 +17,9 @@ $(STAMP)/install: pyproject.toml scripts/setup_system.sh
 
 $(STAMP)/install-test: $(STAMP)/install
 	$(PIP) install -q -e '.[test]'
+	# onnxruntime-web for S5's in-browser test (npm registry; cached once, never committed)
+	$(PYTHON) -c 'from deepatlas.deploy.web import fetch_onnxruntime_web as f; print(f())' \
+		|| echo "onnxruntime-web unavailable: S5's browser checks will skip"
 	touch $@
 
 install: $(STAMP)/install
