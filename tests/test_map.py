@@ -45,3 +45,11 @@ def test_every_experiment_names_a_real_place_and_a_valid_quick_config():
         assert exp.place in PLACES
         assert len(exp.claim) > 20, f"{exp.name}: state the claim in a sentence"
         exp.make_config(quick=True)
+
+
+def test_readme_pictures_exist():
+    readme = (ROOT / "README.md").read_text()
+    paths = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert paths, "README shows no pictures"
+    missing = [p for p in paths if not (ROOT / p).is_file()]
+    assert not missing, f"README pictures that do not exist: {missing}"
