@@ -92,7 +92,10 @@ def _module_file(name: str) -> Path | None:
 
 def library_modules(exp: Experiment) -> list[str]:
     """deepatlas modules the experiment file imports (core and experiments left out)."""
-    tree = ast.parse(source_file(exp).read_text())
+    try:
+        tree = ast.parse(source_file(exp).read_text())
+    except (OSError, SyntaxError):  # a file removed or half-written since it was imported
+        return []
     names: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("deepatlas."):
