@@ -2,9 +2,9 @@
 topic or benchmark function name). Prints one row per benchmark and writes runs/bench/NAME.json.
 
 Each benchmark is run `--runs` times (default 3); the record keeps the median ours / peer / ratio
-and the min–max of the ratio over the runs, plus the machine's load average before it started:
-a figure measured while something else ran (load ≥ 1 on top of this process) is marked
-`"quiet": false` and must not be published. `--keep` also copies the records to results/bench/,
+and the min–max of the ratio over the runs, plus the CPU that other processes used meanwhile
+(from /proc/stat less this process's own time): a figure measured while something else ran
+(over 0.1 core on average) is marked `"quiet": false` and must not be published. `--keep` also copies the records to results/bench/,
 from which `make readme` writes the README's speed table.
 
 Each bench/bench_<topic>.py defines BENCHMARKS = [fn, ...]; each fn() returns
@@ -18,6 +18,7 @@ import os
 import shutil
 import statistics
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import torch  # noqa: E402
 
 OUT = ROOT / "runs" / "bench"
 KEEP = ROOT / "results" / "bench"
-LOUD = 1.0  # 1-minute load average above which the machine was not quiet
+QUIET_CORES = 0.1  # other processes' mean CPU use (in cores) above which a run was not quiet
 
 
 def discover() -> dict[str, list]:
@@ -69,17 +70,32 @@ def _fmt(x) -> str:
     return f"{x:.4g}" if isinstance(x, (int, float)) else str(x)
 
 
+def _busy_seconds() -> float:
+    """CPU seconds all processes have spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def run_repeated(fn, runs: int) -> dict:
-    """fn() `runs` times: the median record, with the ratio's min–max and the load before."""
+    """fn() `runs` times: the median record, with the ratio's min–max, and how much CPU other
+    processes used meanwhile (quiet = under 0.1 of a core on average)."""
     load = os.getloadavg()[0]
+    busy0, own0, wall0 = _busy_seconds(), _own_seconds(), time.perf_counter()
     records = [fn() for _ in range(runs)]
+    others = max(0.0, (_busy_seconds() - busy0) - (_own_seconds() - own0)) / (time.perf_counter() - wall0)
     ratios = [r["ratio"] for r in records]
     mid = sorted(records, key=lambda r: r["ratio"])[len(records) // 2]   # the run with the median ratio
     return {**mid, "ours": statistics.median(r["ours"] for r in records),
             "peer": statistics.median(r["peer"] for r in records), "ratio": statistics.median(ratios),
             "ratio_min": min(ratios), "ratio_max": max(ratios), "runs": runs,
             "met": statistics.median(ratios) >= mid["goal"], "load_average_before": round(load, 2),
-            "quiet": load < LOUD, "threads": torch.get_num_threads()}
+            "other_cores_busy": round(others, 3), "quiet": others < QUIET_CORES,
+            "threads": torch.get_num_threads()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"name": fn.__name__, "error": f"{type(exc).__name__}: {exc}"}, indent=2))
             continue
         spread = f"{res['ratio_min']:.2f}-{res['ratio_max']:.2f}"
-        loud = "" if res["quiet"] else f"; NOT QUIET: load {res['load_average_before']}"
+        loud = "" if res["quiet"] else f"; NOT QUIET: others used {res['other_cores_busy']} cores"
         print(f"{res['name']:<32} {_fmt(res['ours']):>10} {_fmt(res['peer']):>10} "
               f"{res['ratio']:>7.3f} {spread:>13} {res['goal']:>6.3g}  {'yes' if res['met'] else 'NO'}"
               f"   ({res['unit']}; peer: {res['peer_name']}{loud})")
