@@ -347,7 +347,7 @@ def map_markdown() -> str:
         if place.part != part:
             part = place.part
             lines += ["", f"**{part}**", "", "| id | place | experiment | status |", "|---|---|---|---|"]
-        exps = groups.get(pid, [])
+        exps = sorted(groups.get(pid, []), key=lambda e: e.name)  # not import order: stable anywhere
         names = ", ".join(f"`{e.name}`" for e in exps) or "—"
         status = "built · checked · shown" if exps else "not built yet"
         lines.append(f"| {pid} | {place.title} | {names} | {status} |")
