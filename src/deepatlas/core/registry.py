@@ -155,9 +155,10 @@ def read_resumable(exp: Experiment, directory: Path, overrides: list[str] = ()) 
     except (config_mod.ConfigError, TypeError) as err:
         raise ResumeError(f"--resume {directory}: its config no longer fits {exp.name} ({err})") from None
     if overrides:
-        wanted = config_mod.to_dict(config_mod.override(cfg, list(overrides)))
-        if wanted != config_mod.to_dict(cfg):
-            changed = sorted(k for k, v in _flatten_dict(wanted).items() if _flatten_dict(saved).get(k) != v)
+        before = _flatten_dict(config_mod.to_dict(cfg))
+        after = _flatten_dict(config_mod.to_dict(config_mod.override(cfg, list(overrides))))
+        changed = sorted(k for k, v in after.items() if before.get(k) != v)
+        if changed:
             raise ResumeError(f"--resume {directory}: overrides change the saved config ({', '.join(changed)}); "
                               "a resumed run continues with the settings it started with")
     return cfg, quick

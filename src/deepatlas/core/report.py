@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import base64
 import datetime as _dt
+import functools
 import html
 import importlib.util
 import math
@@ -24,7 +25,7 @@ from typing import Any
 
 from deepatlas.core.atlas_style import CSS, SCRIPT
 from deepatlas.core.places import PLACES
-from deepatlas.core.registry import Experiment, find, load_all, run_experiment
+from deepatlas.core.registry import Experiment, by_place, find, load_all, run_experiment
 from deepatlas.core.results import (REPO, RESULTS, commit_stamp, cpu_model, load_average, load_result,
                                     repo_path, save_result, source_file)
 
@@ -109,18 +110,23 @@ def library_modules(exp: Experiment) -> list[str]:
     return sorted(keep)
 
 
+@functools.lru_cache(maxsize=1)
+def _test_files() -> tuple[tuple[Path, str], ...]:
+    """Every tests/**/test_*.py with its text, read once per page rather than once per experiment."""
+    tests_dir = REPO / "tests"
+    if not tests_dir.is_dir():
+        return ()
+    return tuple((p, p.read_text(errors="replace")) for p in sorted(tests_dir.rglob("test_*.py")))
+
+
 def code_files(exp: Experiment) -> dict[str, list[str]]:
     """{"experiment": [...], "code": [...], "tests": [...]} as paths relative to the checkout."""
     modules = library_modules(exp)
     code = [repo_path(_module_file(m)) for m in modules]
-    tests: list[str] = []
     tests_dir = REPO / "tests"
+    needle = (f'run_quick("{exp.name}"', f"run_quick('{exp.name}'")
+    tests = [repo_path(path) for path, text in _test_files() if any(n in text for n in needle)]
     if tests_dir.is_dir():
-        needle = (f'run_quick("{exp.name}"', f"run_quick('{exp.name}'")
-        for path in sorted(tests_dir.rglob("test_*.py")):
-            text = path.read_text(errors="replace")
-            if any(n in text for n in needle):
-                tests.append(repo_path(path))
         for m in modules:  # tests/ mirrors src/: deepatlas.models.gpt -> tests/models/test_gpt.py
             parts = m.split(".")[1:]
             mirror = tests_dir.joinpath(*parts[:-1], f"test_{parts[-1]}.py")
@@ -242,11 +248,8 @@ def _experiment_html(exp: Experiment, run: dict | None, kept: dict | None, atlas
 
 def render(runs: list[dict], kept: dict[str, dict], atlas_dir: Path, title_note: str = "") -> str:
     """The atlas HTML from this invocation's run summaries and the kept full results (by name)."""
-    load_all()
     runs_by_name = {s["name"]: s for s in runs}
-    groups: dict[str, list[Experiment]] = {}
-    for exp in load_all().values():
-        groups.setdefault(exp.place, []).append(exp)
+    groups = by_place()
     states = {pid: _state(groups.get(pid, []), runs_by_name) for pid in PLACES}
     built = sum(1 for pid in PLACES if groups.get(pid))
     held = sum(1 for s in runs if s.get("held") and "error" not in s)
@@ -339,8 +342,6 @@ def write_report(root: Path, full: bool = False, only: list[str] | None = None, 
 
 def map_markdown() -> str:
     """The README's map: every place with its experiments (a test keeps the README equal to this)."""
-    from deepatlas.core.registry import by_place
-
     groups = by_place()
     lines, part = [], None
     for pid, place in PLACES.items():
