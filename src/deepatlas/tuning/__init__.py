@@ -1,0 +1,1 @@
+"""Efficient adaptation: LoRA (lora.py), distillation (distill.py), pruning (prune.py)."""
