@@ -86,3 +86,16 @@ def test_inverse_sqrt_is_vaswani_eq3_rescaled():
 def test_unknown_schedule_names_the_valid_ones():
     with pytest.raises(ValueError, match="'cosine_restarts'.*valid: constant, cosine, linear, inverse_sqrt"):
         lr_at(cfg("cosine_restarts"), 0)
+
+
+def test_wsd_warms_up_holds_then_decays_linearly_over_the_cooldown():
+    from deepatlas.core.schedules import wsd
+
+    lrs = [wsd(t, 1.0, 0.1, 10, 100, cooldown=0.2) for t in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == 1.0          # (t+1)/warmup
+    assert all(lr == 1.0 for lr in lrs[10:80])                       # stable until step 80
+    assert lrs[90] == pytest.approx(1.0 + (0.1 - 1.0) * 10 / 20)     # straight line to min_lr at 100
+    assert all(a >= b for a, b in zip(lrs[80:], lrs[81:]))
+    from types import SimpleNamespace
+    cfg = SimpleNamespace(lr=1.0, min_lr=0.1, warmup=10, steps=100, schedule="wsd", cooldown=0.5)
+    assert lr_at(cfg, 60) < 1.0 == lr_at(cfg, 49)                    # the config's cooldown is used

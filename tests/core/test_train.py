@@ -171,3 +171,29 @@ def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
     assert "3/3" in shown and "loss=" in shown and "lr=" in shown and "samples_s=" in shown
     train(make_mlp(), mse, get_batch, config(steps=3, log_every=1, progress=False))
     assert capsys.readouterr().err == ""
+
+
+def test_muon_optimizer_takes_hidden_matrices_and_resumes_exactly(tmp_path):
+    from deepatlas.core.train import muon_matrices
+    from deepatlas.models.gpt import GPT, GPTConfig
+
+    gpt = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    names = {id(p): n for n, p in gpt.named_parameters()}
+    chosen = sorted(names[id(p)] for p in muon_matrices(gpt))
+    assert "wte.weight" not in chosen and "wpe.weight" not in chosen and len(chosen) == 6  # q k v o up down
+    cfg = config(steps=8, optimizer="muon", muon_lr=0.02, checkpoint_every=4, grad_accum=1)
+    straight_model = make_mlp()
+    straight = train(straight_model, mse, get_batch, cfg)
+
+    def crashing_batch(step, micro):
+        if step == 4:
+            raise Crash
+        return get_batch(step, micro)
+
+    with pytest.raises(Crash):
+        train(make_mlp(), mse, crashing_batch, cfg, checkpoint_dir=tmp_path)
+    fresh = make_mlp(seed=5)
+    resumed = train(fresh, mse, get_batch, cfg, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.losses == straight.losses
+    for a, b in zip(straight_model.parameters(), fresh.parameters()):
+        assert torch.equal(a, b)

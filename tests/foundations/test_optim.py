@@ -127,3 +127,69 @@ def test_bad_hyperparameters_are_named():
         SGD(p, lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match="beta2=1.0"):
         Adam(p, betas=(0.9, 1.0))
+
+
+# ---- Muon ---------------------------------------------------------------------------------
+
+from deepatlas.foundations.optim import Muon, MuonWithAdamW, newton_schulz  # noqa: E402
+
+
+@pytest.mark.parametrize("shape", [(8, 5), (5, 8), (6, 6)])
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_muon_equals_torch_optim_muon_bit_for_bit(shape, nesterov):
+    torch.manual_seed(0)
+    w0 = torch.randn(*shape)
+    ours, ref = w0.clone().requires_grad_(), w0.clone().requires_grad_()
+    o1 = Muon([ours], lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov)
+    o2 = torch.optim.Muon([ref], lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov)
+    for _ in range(20):
+        g = torch.randn(*shape)
+        ours.grad, ref.grad = g.clone(), g.clone()
+        o1.step()
+        o2.step()
+    assert torch.equal(ours, ref)
+    assert not torch.equal(ours, w0)
+
+
+def test_newton_schulz_makes_singular_values_near_one():
+    torch.manual_seed(0)
+    g = torch.randn(40, 20) @ torch.diag(torch.logspace(-1, 1, 20))   # σ spread over ~2 decades
+    s = torch.linalg.svdvals(newton_schulz(g, dtype=torch.float32))
+    assert s.min() > 0.6 and s.max() < 1.25                            # ≈ UVᵀ: every σ pulled to ~1
+    assert torch.linalg.svdvals(g).max() / torch.linalg.svdvals(g).min() > 50
+    # 5 steps lift σ ≥ ~1e-3 ‖g‖_F; far smaller ones stay small (the quintic's slope at 0 is a = 3.4)
+
+
+def test_muon_refuses_vectors_and_newton_schulz_refuses_non_matrices():
+    with pytest.raises(ValueError, match="matrices only"):
+        Muon([torch.zeros(3, requires_grad=True)])
+    with pytest.raises(ValueError, match="matrices"):
+        newton_schulz(torch.zeros(2, 3, 4))
+
+
+def test_muon_with_adamw_state_dict_round_trip():
+    def build():
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+        opt = MuonWithAdamW([m[0].weight, m[2].weight], [{"params": [m[0].bias, m[2].bias]}],
+                            muon_lr=0.02, adamw_lr=1e-3)
+        return m, opt
+
+    def steps(m, opt, n, start):
+        for i in range(start, start + n):
+            g = torch.Generator().manual_seed(i)
+            opt.zero_grad()
+            m(torch.randn(8, 4, generator=g)).pow(2).mean().backward()
+            opt.step()
+
+    a, oa = build()
+    steps(a, oa, 6, 0)
+    b, ob = build()
+    steps(b, ob, 3, 0)
+    c, oc = build()
+    c.load_state_dict(b.state_dict())
+    oc.load_state_dict(copy.deepcopy(ob.state_dict()))
+    steps(c, oc, 3, 3)
+    for p, q in zip(a.parameters(), c.parameters()):
+        assert torch.equal(p, q)
+    assert [g["lr_scale"] for g in oa.param_groups] == [20.0, 1.0]

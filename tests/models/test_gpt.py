@@ -96,3 +96,68 @@ def test_tied_head_presets_and_context_error():
         m(torch.zeros(1, 33, dtype=torch.long))
     with pytest.raises(ValueError, match="unknown GPT preset"):
         preset("gpt5")
+
+
+# ---- the speedrun options -------------------------------------------------------------------
+
+MODERN = dict(positions="rope", norm="rmsnorm", qk_norm=True, activation="relu2", tie_head=False,
+              zero_init_proj=False, logit_softcap=15.0, bias=False)
+
+
+def test_modern_options_decode_with_cache_equals_recomputing():
+    from deepatlas.generation.decode import generate
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=40, block_size=32, n_layer=2, n_head=2, n_embd=16, **MODERN)).eval()
+    assert model.wpe is None and model.lm_head.weight is not model.wte.weight
+    prompt = [3, 1, 4, 1, 5]
+    cached = generate(model, [prompt], 12)[0]
+    seq = list(prompt)
+    with torch.no_grad():
+        for _ in range(12):                                     # no cache: the whole sequence each step
+            seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+    assert cached == seq[len(prompt):]
+
+
+def test_softcap_bounds_logits_and_zero_init_makes_blocks_the_identity():
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=30, block_size=16, n_layer=3, n_head=2, n_embd=16, logit_softcap=2.0,
+                    zero_init_proj=True, tie_head=True)
+    model = GPT(cfg)
+    with torch.no_grad():
+        model.wte.weight.mul_(100)                               # huge raw logits
+        x = torch.randint(0, 30, (2, 10))
+        logits = model(x)
+        assert logits.abs().max() <= 2.0 and logits.abs().max() > 1.9   # tanh saturates to c in fp32
+        h = model.wte(x) + model.wpe(10)
+        out = h
+        for i, block in enumerate(model.blocks):
+            out = block(out, causal=True)
+        assert torch.equal(out, h)                               # o_proj = down_proj = 0: x + 0 + 0
+    untied = GPT(GPTConfig(vocab_size=30, block_size=16, n_layer=1, n_head=2, n_embd=16,
+                           zero_init_proj=True, tie_head=False))
+    assert untied.lm_head.weight.abs().max() == 0
+
+
+def test_qk_norm_makes_attention_blind_to_the_scale_of_q_and_k_weights():
+    from deepatlas.nn.attention import MultiHeadAttention
+
+    torch.manual_seed(0)
+    att = MultiHeadAttention(16, 2, qk_norm=True, bias=False).eval()   # RMSNorm(λ x W) = RMSNorm(x W)
+    x = torch.randn(2, 7, 16)
+    before = att(x, causal=True)
+    with torch.no_grad():
+        att.q_proj.weight.mul_(50)
+        att.k_proj.weight.mul_(0.5)      # (not far below 1: RMSNorm's ε would start to matter)
+    torch.testing.assert_close(att(x, causal=True), before, rtol=1e-4, atol=1e-5)
+
+
+def test_relu2_is_relu_squared_and_hf_layout_refuses_modern_options():
+    from deepatlas.nn.ffn import activate
+
+    x = torch.randn(100)
+    assert torch.equal(activate(x, "relu2"), torch.relu(x) ** 2)
+    with pytest.raises(ValueError, match="positions='rope'"):
+        config_to_hf(GPTConfig(positions="rope"))
+    with pytest.raises(ValueError, match="valid: learned, rope"):
+        GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=1, n_embd=8, positions="alibi"))

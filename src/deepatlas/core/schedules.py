@@ -7,7 +7,8 @@ Every schedule except inverse_sqrt starts with the same linear warmup
 
 so the first update uses lr/warmup and update `warmup - 1` the full lr. After warmup,
 p = (t - warmup) / (steps - warmup) ∈ [0, 1] is the fraction of the decay done; past `steps`
-the rate stays at its final value.
+the rate stays at its final value. wsd keeps the full rate until its cooldown (cfg.cooldown, the
+last fraction of the steps).
 
     lr_at(cfg, step)   # cfg has .lr, .min_lr, .warmup, .steps, .schedule (e.g. a TrainConfig)
 """
@@ -53,6 +54,20 @@ def linear(step: int, lr: float, min_lr: float, warmup: int, steps: int) -> floa
     return lr + (min_lr - lr) * p
 
 
+def wsd(step: int, lr: float, min_lr: float, warmup: int, steps: int, cooldown: float = 0.2) -> float:
+    """Warmup-stable-decay (Hu et al. 2024, MiniCPM §4; the "trapezoidal" schedule of modded-nanoGPT):
+    linear warmup, the full lr for most of training, then a straight line to min_lr over the last
+    `cooldown` fraction of the steps. Unlike cosine, the stable phase does not depend on when
+    training will end, and most of the loss drop comes in the short cooldown."""
+    if step < warmup:
+        return lr * warmup_factor(step, warmup)
+    start = steps - max(1, round(cooldown * steps))           # first step of the cooldown
+    if step < start:
+        return lr
+    # lr_t = lr + (min_lr − lr) · (t − start) / (steps − start)
+    return lr + (min_lr - lr) * min(1.0, (step - start) / max(1, steps - start))
+
+
 def inverse_sqrt(step: int, lr: float, min_lr: float, warmup: int, steps: int) -> float:
     """Vaswani et al. 2017, eq. (3): lrate = d^-0.5 · min(s^-0.5, s · warmup^-1.5), s = t + 1.
 
@@ -69,6 +84,7 @@ SCHEDULES: dict[str, Callable[[int, float, float, int, int], float]] = {
     "cosine": cosine,
     "linear": linear,
     "inverse_sqrt": inverse_sqrt,
+    "wsd": wsd,
 }
 
 
@@ -79,4 +95,6 @@ def lr_at(cfg: Any, step: int) -> float:
         schedule = SCHEDULES[cfg.schedule]
     except KeyError:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; valid: {', '.join(SCHEDULES)}") from None
+    if schedule is wsd:
+        return wsd(step, cfg.lr, cfg.min_lr, cfg.warmup, cfg.steps, getattr(cfg, "cooldown", 0.2))
     return schedule(step, cfg.lr, cfg.min_lr, cfg.warmup, cfg.steps)

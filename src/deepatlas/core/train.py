@@ -38,7 +38,7 @@ from deepatlas.core.checkpoint import latest_checkpoint, load_checkpoint, save_c
 from deepatlas.core.runs import Run
 from deepatlas.core.schedules import SCHEDULES, lr_at
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
+OPTIMIZERS = ("adamw", "adam", "sgd", "muon")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -48,8 +48,10 @@ class TrainConfig:
     lr: float = 3e-4
     min_lr: float = 0.0
     warmup: int = 0
-    schedule: str = "cosine"  # constant | cosine | linear | inverse_sqrt
-    optimizer: str = "adamw"  # adamw | adam | sgd
+    schedule: str = "cosine"  # constant | cosine | linear | inverse_sqrt | wsd
+    cooldown: float = 0.2  # wsd: the last fraction of the steps, decaying to min_lr
+    optimizer: str = "adamw"  # adamw | adam | sgd | muon (Muon on hidden matrices, AdamW on the rest)
+    muon_lr: float = 0.02  # muon: the peak rate of the Muon part (lr is the AdamW part's)
     weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.999
@@ -90,10 +92,30 @@ def _check(cfg: TrainConfig, device: torch.device) -> None:
                          "use precision=bf16, which needs no loss scaling, or fp32")
 
 
+def muon_matrices(model: nn.Module) -> list[Tensor]:
+    """The weights Muon should update: the matrices of nn.Linear layers inside the network. Not
+    embeddings (a lookup table, not a linear map of activations), not a head named lm_head or tied
+    to an embedding (Jordan et al. 2024 keep both with AdamW)."""
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    return [m.weight for name, m in model.named_modules()
+            if isinstance(m, nn.Linear) and m.weight.requires_grad and id(m.weight) not in tables
+            and not name.endswith("lm_head")]
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer cfg names. AdamW decays only ≥2-D weights (matrices, embeddings): shrinking
     biases and norm gains toward 0 regularises nothing useful (as in GPT-2/nanoGPT)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "muon":
+        from deepatlas.foundations.optim import MuonWithAdamW
+
+        hidden = muon_matrices(model)
+        chosen = {id(p) for p in hidden}
+        rest = [p for p in params if id(p) not in chosen]
+        groups = [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}]
+        return MuonWithAdamW(hidden, [g for g in groups if g["params"]], muon_lr=cfg.muon_lr,
+                             adamw_lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     betas = (cfg.beta1, cfg.beta2)
@@ -182,8 +204,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Tensor], get_bat
     try:
         for step in range(result.step, cfg.steps):
             lr = lr_at(cfg, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            for group in optimizer.param_groups:  # lr_scale: Muon's part of MuonWithAdamW
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             total = None  # Σ of the micro-batch losses, kept on the device until the one .item()
             for micro in range(cfg.grad_accum):
                 batch = get_batch(step, micro)

@@ -9,6 +9,10 @@ Notation: θ parameters, g_t = ∇L(θ_{t−1}) the gradient at step t (1-based)
 - SAM (Foret et al. 2021, Alg. 1): ε̂ = ρ g/‖g‖₂, take the gradient at θ + ε̂, step the base optimiser
   from θ with it.
 - `clip_grad_norm_`: global-norm clipping (Pascanu et al. 2013), g ← g · min(1, c / ‖g‖₂).
+- Muon (Jordan et al. 2024, "Muon: an optimizer for hidden layers"): momentum for a weight
+  matrix, then its orthogonalisation by a quintic Newton–Schulz iteration, O = UVᵀ of the
+  momentum's SVD UΣVᵀ (approximately), θ ← θ − η √max(1, rows/cols) O. Matrices only: embeddings,
+  the output head, gains and biases stay with AdamW (`MuonWithAdamW` holds both).
 
 Each equals torch.optim step by step (tests/foundations/test_optim.py).
 """
@@ -143,6 +147,134 @@ def clip_grad_norm_(params: Iterable[Tensor], max_norm: float) -> Tensor:
     for p in params:
         p.grad.detach().mul_(scale)
     return total
+
+
+# Newton–Schulz coefficients (a, b, c) of Jordan et al. 2024: chosen to maximise the slope at 0,
+# so 5 steps push every singular value into roughly [0.7, 1.2] rather than exactly to 1.
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def newton_schulz(g: Tensor, steps: int = 5, coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+                  eps: float = 1e-7, dtype: torch.dtype = torch.bfloat16) -> Tensor:
+    """≈ UVᵀ for g = UΣVᵀ (the nearest semi-orthogonal matrix), by the quintic iteration
+    X ← a X + (b A + c A²) X with A = X Xᵀ, on the wide orientation (rows ≤ cols).
+
+    dtype=bfloat16 as in the reference (torch.optim.Muon, Jordan's muon.py): the iteration is
+    stable in low precision, and bf16 matmuls are cheaper."""
+    if g.dim() != 2:
+        raise ValueError(f"Newton–Schulz orthogonalises matrices; got a tensor of shape {tuple(g.shape)}")
+    a, b, c = coefficients
+    x = g.to(dtype)
+    tall = g.size(0) > g.size(1)
+    if tall:
+        x = x.T                                          # iterate on X Xᵀ of the smaller side
+    x = x / x.norm().clamp(min=eps)                     # ‖X‖_F ≤ 1 bounds the spectral norm by 1
+    for _ in range(steps):
+        gram = x @ x.T                                   # A = X Xᵀ
+        # X ← a X + (b A + c A²) X   (the quintic p(σ) = aσ + bσ³ + cσ⁵ on each singular value)
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if tall else x
+
+
+class Muon(Optimizer):
+    """Muon for 2-D weights. Per step t, with momentum μ and Nesterov's look-ahead:
+
+        B_t = μ B_{t−1} + (1 − μ) g_t              (an EMA of the gradient; torch's `lerp` form)
+        U_t = (1 − μ) g_t + μ B_t  (nesterov)  or  B_t
+        O_t = NewtonSchulz(U_t)                     (≈ the orthogonal factor of U_t)
+        θ_t = (1 − ηλ) θ_{t−1} − η √max(1, rows/cols) O_t
+
+    Equal to torch.optim.Muon step by step (tests/foundations/test_optim.py)."""
+
+    def __init__(self, params: Params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
+                 nesterov: bool = True, ns_steps: int = 5) -> None:
+        _check("lr", lr, 0.0)
+        _check("momentum", momentum, 0.0, 1.0)
+        _check("weight_decay", weight_decay, 0.0)
+        _check("ns_steps", ns_steps, 1)
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                      nesterov=nesterov, ns_steps=ns_steps))
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.dim() != 2:
+                    raise ValueError(f"Muon updates matrices only; got a parameter of shape {tuple(p.shape)} "
+                                     "(give vectors, embeddings and the head to AdamW: MuonWithAdamW)")
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = _evaluate(closure)
+        for group in self.param_groups:
+            lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if not state:
+                    state["momentum_buffer"] = torch.zeros_like(g)
+                buf = state["momentum_buffer"]
+                buf.lerp_(g, 1 - mu)                                   # B_t = μ B_{t−1} + (1 − μ) g_t
+                update = g.lerp(buf, mu) if group["nesterov"] else buf  # (1 − μ) g_t + μ B_t
+                o = newton_schulz(update, group["ns_steps"])
+                p.mul_(1 - lr * wd)                                    # decoupled decay
+                # √max(1, rows/cols): a tall matrix's orthogonal update has smaller entries; this keeps
+                # the update's RMS the same for every shape (Jordan's "original" adjustment)
+                p.add_(o, alpha=-lr * math.sqrt(max(1.0, p.size(0) / p.size(1))))
+        return loss
+
+
+class MuonWithAdamW:
+    """Muon for the hidden matrices, AdamW for everything else, stepped together.
+
+    `param_groups` lists both optimisers' groups; each has an "lr_scale" and the training loop
+    sets group["lr"] = schedule(step) · lr_scale, so one schedule drives both (Muon's rate is
+    10-40× AdamW's: its update has entries of RMS ≈ 1/√cols whatever the gradient's scale).
+    It has the parts of torch.optim.Optimizer that core.train and core.checkpoint use."""
+
+    def __init__(self, muon_params: list[Tensor], adamw_groups: list[dict], muon_lr: float, adamw_lr: float,
+                 betas: tuple[float, float] = (0.9, 0.95), weight_decay: float = 0.0,
+                 momentum: float = 0.95) -> None:
+        self.muon = Muon(muon_params, lr=muon_lr, weight_decay=weight_decay, momentum=momentum)
+        self.adamw = torch.optim.AdamW(adamw_groups, lr=adamw_lr, betas=betas)
+        for g in self.muon.param_groups:
+            g["lr_scale"] = muon_lr / adamw_lr
+        for g in self.adamw.param_groups:
+            g.setdefault("lr_scale", 1.0)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.muon.param_groups + self.adamw.param_groups
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = _evaluate(closure)
+        self.muon.step()
+        self.adamw.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.muon.zero_grad(set_to_none)
+        self.adamw.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict:
+        """torch.optim's layout ({"state": {index: ...}, "param_groups": [...]}), AdamW's parameter
+        indices after Muon's, each group tagged with its part (core.checkpoint saves it as it is)."""
+        m, a = self.muon.state_dict(), self.adamw.state_dict()
+        n = sum(len(g["params"]) for g in m["param_groups"])
+        state = {**m["state"], **{i + n: s for i, s in a["state"].items()}}
+        groups = ([{**g, "part": "muon"} for g in m["param_groups"]] +
+                  [{**g, "part": "adamw", "params": [i + n for i in g["params"]]} for g in a["param_groups"]])
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state: dict) -> None:
+        groups = {part: [g for g in state["param_groups"] if g.get("part") == part] for part in ("muon", "adamw")}
+        n = sum(len(g["params"]) for g in groups["muon"])
+        strip = lambda g: {k: v for k, v in g.items() if k != "part"}  # noqa: E731
+        self.muon.load_state_dict({"state": {i: s for i, s in state["state"].items() if int(i) < n},
+                                   "param_groups": [strip(g) for g in groups["muon"]]})
+        self.adamw.load_state_dict({"state": {int(i) - n: s for i, s in state["state"].items() if int(i) >= n},
+                                    "param_groups": [{**strip(g), "params": [i - n for i in g["params"]]}
+                                                     for g in groups["adamw"]]})
 
 
 class SAM:

@@ -13,6 +13,17 @@ Built from deepatlas.nn (MultiHeadAttention, KVCache, LayerNorm); Hugging Face's
 load by splitting its fused `c_attn` into q/k/v and transposing its Conv1D weights (below).
 The forward is the decoding interface of deepatlas.generation.decode:
     model(idx, cache=..., pos=..., attention_mask=...) -> logits.
+
+The defaults are GPT-2. The options of the last years' small-model "speedruns" (modded-nanoGPT;
+the L2 experiment gpt-speedrun ablates each) are config fields, each a few lines below:
+    positions="rope"       rotary positions in every attention (Su et al. 2021), no W_p
+    norm="rmsnorm"         RMSNorm (Zhang & Sennrich 2019) instead of LayerNorm
+    qk_norm=True           RMSNorm on each head's q and k (Henry et al. 2020)
+    activation="relu2"     ReLU² (So et al. 2021) or "swiglu" (Shazeer 2020) in the FFN
+    tie_head=False         an output head of its own instead of W_eᵀ
+    zero_init_proj=True    residual output projections (and an untied head) start at 0, so each
+                           block starts as the identity (modded-nanoGPT; "ReZero"-like, Bachlechner et al. 2020)
+    logit_softcap=c        logits ← c·tanh(logits / c) (Gemma 2, Team et al. 2024)
 """
 from __future__ import annotations
 
@@ -26,10 +37,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepatlas.nn.attention import KVCache
-from deepatlas.nn.blocks import TransformerBlock
+from deepatlas.nn.blocks import TransformerBlock, make_norm
 from deepatlas.nn.masks import causal_mask
-from deepatlas.nn.norms import LayerNorm
-from deepatlas.nn.positions import LearnedPositions
+from deepatlas.nn.positions import LearnedPositions, RotaryEmbedding
 
 
 @dataclass
@@ -43,6 +53,14 @@ class GPTConfig:
     bias: bool = True
     layer_norm_eps: float = 1e-5
     fast: bool = True           # fused SDPA kernel; False = the plain softmax(QKᵀ/√d)V path
+    # the speedrun options (module docstring); the defaults are GPT-2's
+    positions: str = "learned"  # learned | rope
+    norm: str = "layernorm"     # layernorm | rmsnorm
+    activation: str = "gelu_tanh"
+    qk_norm: bool = False
+    tie_head: bool = True
+    zero_init_proj: bool = False
+    logit_softcap: float = 0.0  # 0 = off
 
 
 # The published GPT-2 sizes (Radford et al. 2019, Table 2) and nanoGPT's Shakespeare-char model.
@@ -66,23 +84,35 @@ class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.config = cfg
+        if cfg.positions not in ("learned", "rope"):
+            raise ValueError(f"positions={cfg.positions!r}; valid: learned, rope")
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)           # W_e
-        self.wpe = LearnedPositions(cfg.n_embd, cfg.block_size)       # W_p
+        self.wpe = LearnedPositions(cfg.n_embd, cfg.block_size) if cfg.positions == "learned" else None  # W_p
+        rope = RotaryEmbedding(cfg.n_embd // cfg.n_head, cfg.block_size) if cfg.positions == "rope" else None
         self.drop = nn.Dropout(cfg.dropout)
         # pre-LN blocks: x + Attn(LN(x)), then x + FFN(LN(x)), FFN with the tanh GELU
         self.blocks = nn.ModuleList(
             TransformerBlock(cfg.n_embd, cfg.n_head, 4 * cfg.n_embd, norm_first=True,
-                             dropout=cfg.dropout, activation="gelu_tanh", eps=cfg.layer_norm_eps,
-                             bias=cfg.bias) for _ in range(cfg.n_layer))
-        self.ln_f = LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
+                             dropout=cfg.dropout, activation=cfg.activation, norm=cfg.norm,
+                             eps=cfg.layer_norm_eps, bias=cfg.bias, rope=rope, qk_norm=cfg.qk_norm)
+            for _ in range(cfg.n_layer))
+        self.ln_f = make_norm(cfg.norm, cfg.n_embd, cfg.layer_norm_eps, cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight                         # weight tying (Press & Wolf 2017)
+        if cfg.tie_head:
+            self.lm_head.weight = self.wte.weight                     # weight tying (Press & Wolf 2017)
         self.apply(self._init_weights)
-        nn.init.normal_(self.wpe.weight, mean=0.0, std=0.02)
-        # GPT-2 §2.3: residual projections scaled by 1/√N at init, N = 2 n_layer residual adds
+        if self.wpe is not None:
+            nn.init.normal_(self.wpe.weight, mean=0.0, std=0.02)
+        # GPT-2 §2.3: residual projections scaled by 1/√N at init, N = 2 n_layer residual adds;
+        # zero_init_proj: exactly 0, so every block adds nothing at step 0
         for name, p in self.named_parameters():
             if name.endswith(("attn.o_proj.weight", "ffn.down_proj.weight")):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+                if cfg.zero_init_proj:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        if cfg.zero_init_proj and not cfg.tie_head:
+            nn.init.zeros_(self.lm_head.weight)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -101,7 +131,9 @@ class GPT(nn.Module):
 
     def num_params(self, embeddings: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())                 # tied head counted once
-        return n if embeddings else n - self.wpe.weight.numel() - self.wte.weight.numel()
+        if embeddings:
+            return n
+        return n - self.wte.weight.numel() - (0 if self.wpe is None else self.wpe.weight.numel())
 
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
         """A preallocated KV cache for `batch` rows of up to `max_len` (default: context) positions."""
@@ -135,11 +167,20 @@ class GPT(nn.Module):
             # a left-pad query sees no real key; let it see itself so softmax stays finite
             mask = keep | _own_position(T, S, idx.device)
         # h_0 = W_e[x] + W_p[pos]                                       (B, T, d)
-        x = self.drop(self.wte(idx) + F.embedding(pos, self.wpe.weight))
+        x = self.wte(idx)
+        if self.wpe is not None:
+            x = x + F.embedding(pos, self.wpe.weight)
+        x = self.drop(x)
+        # RoPE rotates by position inside attention: per-row positions (left padding) would only
+        # shift every row's positions alike, which RoPE's relative form does not see
         for i, block in enumerate(self.blocks):
             x = block(x, mask=mask, causal=mask is None, cache=cache, layer=i, pos=slot,
                       fast=self.config.fast)                            # (B, T, d)
-        return self.lm_head(self.ln_f(x))                              # (B, T, vocab)
+        logits = self.lm_head(self.ln_f(x))                            # (B, T, vocab)
+        c = self.config.logit_softcap
+        if c > 0:
+            logits = c * torch.tanh(logits / c)                        # soft cap: |logit| < c
+        return logits
 
 
 def _own_position(T: int, S: int, device: torch.device) -> Tensor:
@@ -177,6 +218,11 @@ def config_to_hf(cfg: GPTConfig) -> dict:
     """The config.json transformers' GPT2LMHeadModel reads."""
     if not cfg.bias:
         raise ValueError("HF GPT-2 has biases everywhere; a bias=False model has no HF layout")
+    gpt2 = GPTConfig()
+    changed = [f"{k}={getattr(cfg, k)!r}" for k in ("positions", "norm", "activation", "qk_norm", "tie_head",
+                                                     "logit_softcap") if getattr(cfg, k) != getattr(gpt2, k)]
+    if changed:
+        raise ValueError(f"HF GPT-2 has no layout for {', '.join(changed)} (GPT-2's own options only)")
     return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": cfg.vocab_size,
             "n_positions": cfg.block_size, "n_embd": cfg.n_embd, "n_layer": cfg.n_layer,
             "n_head": cfg.n_head, "n_inner": None, "activation_function": "gelu_new",

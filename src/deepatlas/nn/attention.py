@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepatlas.nn.masks import causal_mask, merge_masks, padding_to_keep
+from deepatlas.nn.norms import RMSNorm
 
 
 def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
@@ -124,11 +125,15 @@ class MultiHeadAttention(nn.Module):
 
     x: (B, T, d_model) queries; context: (B, S, context_dim) keys/values source (None = self).
     n_kv_head < n_head gives grouped-query attention; `rope` rotates q and k (self-attention).
+    qk_norm=True RMS-normalises each head's q and k before the dot product (Henry et al. 2020
+    "Query-Key Normalization"; OLMo 2, Qwen3): the logits q·k/√d stay bounded whatever the
+    weights' scale, which lets training use larger learning rates.
     """
 
     def __init__(self, d_model: int, n_head: int, n_kv_head: int | None = None, bias: bool = True,
                  dropout: float = 0.0, rope: nn.Module | None = None, head_dim: int | None = None,
-                 context_dim: int | None = None, attend: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None):
+                 context_dim: int | None = None, attend: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+                 qk_norm: bool = False):
         super().__init__()
         n_kv_head = n_head if n_kv_head is None else n_kv_head
         if head_dim is None and d_model % n_head != 0:
@@ -144,6 +149,9 @@ class MultiHeadAttention(nn.Module):
         self.o_proj = nn.Linear(n_head * self.head_dim, d_model, bias=bias)
         self.dropout = dropout
         self.rope = rope
+        # q ← RMSNorm(q), k ← RMSNorm(k) over each head's hd features, learned gains
+        self.q_norm = RMSNorm(self.head_dim) if qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim) if qk_norm else None
         # attend(q, k, v) -> y replaces causal softmax attention (sparse / linear forms, A5):
         # (B, nh, T, hd) each; causal self-attention only, no mask, no cache
         self.attend = attend
@@ -189,6 +197,8 @@ class MultiHeadAttention(nn.Module):
         q = self._heads(q, self.n_head)                                 # (B, nh, T, hd)
         k = self._heads(k, self.n_kv_head)                              # (B, nkv, S, hd)
         v = self._heads(v, self.n_kv_head)                              # (B, nkv, S, hd)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
             q, k = self.rope(q, k, offset=pos)
         if cache is not None:

@@ -33,10 +33,11 @@ class TransformerBlock(nn.Module):
     def __init__(self, d_model: int, n_head: int, d_ff: int, *, cross_attention: bool = False,
                  norm_first: bool = False, dropout: float = 0.0, activation: str = "relu",
                  norm: str = "layernorm", eps: float = 1e-5, bias: bool = True,
-                 n_kv_head: int | None = None, rope: nn.Module | None = None):
+                 n_kv_head: int | None = None, rope: nn.Module | None = None, qk_norm: bool = False):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, n_head, n_kv_head, bias=bias, dropout=dropout, rope=rope)
+        self.self_attn = MultiHeadAttention(d_model, n_head, n_kv_head, bias=bias, dropout=dropout, rope=rope,
+                                            qk_norm=qk_norm)
         self.norm1 = make_norm(norm, d_model, eps, bias)
         self.cross_attn = self.norm_cross = None
         if cross_attention:

@@ -2,6 +2,7 @@
 
 Vaswani et al. 2017 eq. (2):   FFN(x) = max(0, x W₁ + b₁) W₂ + b₂
 GELU (Hendrycks & Gimpel 2016) replaces the max (BERT, GPT-2 use its tanh approximation).
+ReLU² (So et al. 2021, Primer §3): max(0, x)², the squared ReLU the modded-nanoGPT speedruns use.
 SwiGLU (Shazeer 2020, eq. 6):  FFN_SwiGLU(x) = (Swish₁(x W) ⊙ x V) W₂   (LLaMA: gate, up, down)
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu")
+ACTIVATIONS = ("relu", "relu2", "gelu", "gelu_tanh", "silu", "swiglu")
 
 
 def activate(x: Tensor, activation: str) -> Tensor:
@@ -19,6 +20,8 @@ def activate(x: Tensor, activation: str) -> Tensor:
     deepatlas.foundations.activations (F2), and tests/nn/test_ffn.py checks the two forms agree."""
     if activation == "relu":
         return F.relu(x)
+    if activation == "relu2":       # max(0, x)²
+        return F.relu(x).square()
     if activation == "gelu":        # x Φ(x), exact erf form
         return F.gelu(x)
     if activation == "gelu_tanh":   # 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
