@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("chat", help="chat with SmolLM2 (or any llama GGUF) in the terminal")
     _add_common(p)
     p.add_argument("--context", type=int, default=2048, help="tokens of conversation kept (default 2048)")
+    p.add_argument("--server", default=None, help="chat with a running `deepatlas serve` at this URL instead")
+    p.add_argument("--api-key", default=None, help="the server's --api-key (with --server)")
     p.set_defaults(func=_cmd_chat)
 
     p = sub.add_parser("generate", help="answer one prompt with SmolLM2 (or any llama GGUF)")
@@ -90,9 +92,15 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
     try:
         settings = _settings(args)
-        chat = _load(args)
-        session = ChatSession(chat, context=args.context, max_new_tokens=args.max_new_tokens,
-                              settings=settings, seed=args.seed)
+        if args.server:  # the same session interface over HTTP (deepatlas.serve.client)
+            from deepatlas.serve.client import RemoteSession
+
+            session = RemoteSession(args.server, api_key=args.api_key, max_new_tokens=args.max_new_tokens,
+                                    temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+        else:
+            chat = _load(args)
+            session = ChatSession(chat, context=args.context, max_new_tokens=args.max_new_tokens,
+                                  settings=settings, seed=args.seed)
     except (FileNotFoundError, ValueError) as err:
         print(f"deepatlas chat: {err}", file=sys.stderr)
         return 2
