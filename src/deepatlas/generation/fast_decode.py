@@ -34,6 +34,7 @@ from deepatlas.models.llama import Llama
 from deepatlas.quant.linear import Int4Linear, Int8Linear
 
 Linear = Callable[[Tensor], Tensor]
+INT4_ROW_BLOCK = 64   # _convert_weight_to_int4pack_for_cpu lays out output rows in blocks of 64
 
 
 def fuse_linears(layers: Sequence[nn.Module]) -> tuple[Linear, torch.dtype]:
@@ -44,8 +45,8 @@ def fuse_linears(layers: Sequence[nn.Module]) -> tuple[Linear, torch.dtype]:
     if kinds == {nn.Linear} and all(m.bias is None for m in layers):
         w = torch.cat([m.weight.detach() for m in layers]).contiguous()       # (Σ out, in)
         return (lambda x: F.linear(x, w)), w.dtype
-    if kinds == {Int4Linear}:
-        # the CPU int4 layout packs each output row alone: rows concatenate (checked in the tests)
+    if kinds == {Int4Linear} and all(m.shape[0] % INT4_ROW_BLOCK == 0 for m in layers[:-1]):
+        # the CPU int4 layout packs blocks of 64 output rows: whole blocks concatenate (tested)
         packed = torch.cat([m.packed for m in layers])                          # (Σ out, in / 2)
         sz = torch.cat([m.scales_and_zeros for m in layers], dim=1)             # (in / 32, Σ out, 2)
         group = layers[0].GROUP
@@ -55,10 +56,12 @@ def fuse_linears(layers: Sequence[nn.Module]) -> tuple[Linear, torch.dtype]:
         scale = torch.cat([m.scale for m in layers])                            # (Σ out,) bf16
         return (lambda x: torch.ops.aten._weight_int8pack_mm(x, q, scale)), torch.bfloat16
     # other forms (bf16 Linear, gguf blocks, mixed): each module as it is, outputs concatenated
-    dtype = torch.float32
+    dtype = torch.float32   # the fused int kernels' modules take bf16 in and give it back
     for m in layers:
         if isinstance(m, nn.Linear):
             dtype = m.weight.dtype
+        elif isinstance(m, (Int4Linear, Int8Linear)):
+            dtype = torch.bfloat16
     return (lambda x: torch.cat([m(x) for m in layers], dim=-1)), dtype
 
 
@@ -214,8 +217,9 @@ class FastLlama:
 
     def prefill(self, slot: int, ids: Sequence[int]) -> Tensor:
         """A new sequence in `slot` -> logits (V,) after its last token (only that position's head)."""
-        self.cache.lengths[slot] = 0
         T = len(ids)
+        self._check_room(slot, 0)
+        self.cache.lengths[slot] = 0
         self._check_room(slot, T)
         with torch.inference_mode():
             x = self.embed[torch.tensor(list(ids))][None].float()
