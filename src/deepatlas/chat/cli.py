@@ -1,6 +1,6 @@
 """`deepatlas chat` (interactive, streaming, multi-turn) and `deepatlas generate` (one prompt).
 
-    deepatlas chat [--model smollm2 | --gguf PATH] [--weights fp32|bf16|int8|int4|q8|gguf] [--temperature 0.7]
+    deepatlas chat [--model smollm2 | --gguf PATH | --run RUN_DIR] [--weights fp32|bf16|int8|int4|q8|gguf] [--temperature 0.7]
     deepatlas generate --model smollm2 --prompt "What is the capital of France?" [--raw]
 
 In chat: an empty line is ignored, /reset forgets the conversation, /exit or Ctrl-D leaves.
@@ -38,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--context", type=int, default=2048, help="tokens of conversation kept (default 2048)")
     p.add_argument("--server", default=None, help="chat with a running `deepatlas serve` at this URL instead")
     p.add_argument("--api-key", default=None, help="the server's --api-key (with --server)")
+    p.add_argument("--run", default=None, metavar="RUN_DIR",
+                   help="chat with a model trained by the T3/T4/T5 experiments (a run folder or its base/sft/ppo/dpo)")
     p.set_defaults(func=_cmd_chat)
 
     p = sub.add_parser("generate", help="answer one prompt with SmolLM2 (or any llama GGUF)")
@@ -61,6 +63,10 @@ def _load(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if getattr(args, "run", None):  # a GPT deepatlas trained (deepatlas.alignment), same chat interface
+        from deepatlas.alignment.base import run_chat_model
+
+        return run_chat_model(args.run)
     return ChatModel.load(find_gguf(args.model, args.gguf), args.weights)
 
 
@@ -99,6 +105,9 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                                     temperature=args.temperature, top_p=args.top_p, seed=args.seed)
         else:
             chat = _load(args)
+            if args.run:  # a small model: keep the conversation within its context
+                args.context = min(args.context, chat.model.context_length)
+                args.max_new_tokens = min(args.max_new_tokens, args.context // 2)
             session = ChatSession(chat, context=args.context, max_new_tokens=args.max_new_tokens,
                                   settings=settings, seed=args.seed)
     except (FileNotFoundError, ValueError) as err:
