@@ -19,6 +19,7 @@ COMMAND_MODULES: list[str] = [
     "deepatlas.audio.cli",
     "deepatlas.models.embed_cli",
     "deepatlas.deploy.cli",
+    "deepatlas.rag.cli",
     "deepatlas.serve.cli",
 ]
 
