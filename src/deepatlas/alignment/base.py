@@ -47,8 +47,9 @@ class BaseConfig:
     seed: int = 0
 
 
-QUICK_BASE = dict(vocab=512, corpus_chars=400_000, n_layer=2, n_head=4, n_embd=64, block_size=96,
-                  steps=300, batch_size=16, lr=4e-3)
+# the quick settings of T3-T5 (the same keys, so the three share one cached base and SFT model)
+QUICK_STAGES = {"base.vocab": 512, "base.corpus_chars": 600_000, "base.n_layer": 3, "base.n_embd": 96,
+                "base.steps": 500, "base.lr": 3e-3, "sft.steps": 200, "sft.lr": 2e-3, "train_examples": 3200}
 
 
 @dataclass
@@ -162,3 +163,22 @@ def pretrain_base(cfg: BaseConfig, log=print) -> tuple[ChatLM, dict]:
 def cached_base(cfg: BaseConfig, log=print) -> tuple[ChatLM, dict]:
     """The pretrained base of this config from the cache, pretraining it once when missing."""
     return cached("base", asdict(cfg), lambda: pretrain_base(cfg, log))
+
+
+# the ChatML template our chat models use: SmolLM2's turns, without its default system message
+CHATML_TEMPLATE = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+                   "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def run_chat_model(directory: str | Path):
+    """A T3/T4/T5 run folder (or one of its stage folders: base, sft, full_seq, ppo, ppo_kl0,
+    rlaif, dpo) as the deepatlas.chat ChatModel SmolLM2 uses, for `deepatlas chat --run DIR`."""
+    from deepatlas.chat.session import ChatModel
+    from deepatlas.chat.template import IM_END
+    from deepatlas.chat.tokenizer import GGUFTokenizer
+
+    lm = load_chat_lm(directory)
+    if IM_END not in lm.bpe.vocab:
+        raise ValueError(f"{directory}: the tokenizer has no {IM_END} token; not a chat model")
+    tok = GGUFTokenizer(lm.bpe, None, lm.token("<|endoftext|>"), list(lm.bpe.special_tokens))
+    return ChatModel(lm.model, tok, CHATML_TEMPLATE, sorted({lm.token(IM_END), lm.token("<|endoftext|>")}))

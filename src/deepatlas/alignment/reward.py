@@ -75,7 +75,7 @@ def train_reward_model(rm: RewardModel, chosen: tuple[Tensor, Tensor], rejected:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     rm.eval()
     return losses
 

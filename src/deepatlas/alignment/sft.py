@@ -123,5 +123,5 @@ def cached_sft(base: ChatLM, base_key: dict, examples_n: int, cfg: SFTConfig) ->
     def build():
         lm = base.copy()
         info = train_sft(lm, instruction_set(examples_n, "train", seed=cfg.seed), cfg)
-        return lm, {"seconds": info["seconds"], "final_loss": info["losses"][-1]}
+        return lm, {"seconds": info["seconds"], "losses": info["losses"]}
     return cached("sft", {"base": base_key, "n": examples_n, "sft": asdict(cfg)}, build)
