@@ -55,3 +55,14 @@ def test_dcgan_shapes_and_ring_mode_counter():
     assert ring_modes_covered(ring) == (8, 1.0)
     one_mode = ring[(ring[:, 0] > 1.5)]                  # only the mode at angle 0
     assert ring_modes_covered(one_mode)[0] == 1
+
+
+def test_minibatch_std_sees_a_collapsed_batch():
+    from deepatlas.models.gan import MLPDiscriminator, minibatch_std
+    h = torch.randn(8, 5)
+    out = minibatch_std(h)
+    assert out.shape == (8, 6) and torch.allclose(out[:, :5], h)
+    assert out[0, 5].item() == pytest.approx(h.std(0, unbiased=False).mean().item())
+    collapsed = minibatch_std(torch.ones(8, 5))
+    assert (collapsed[:, 5] == 0).all()
+    assert MLPDiscriminator(2, 16, minibatch_std=True)(torch.randn(4, 2)).shape == (4,)

@@ -62,18 +62,31 @@ class MLPGenerator(nn.Module):
         return self.net(z)
 
 
-class MLPDiscriminator(nn.Module):
-    """x (B, d) -> logit (B,)."""
+def minibatch_std(h: Tensor) -> Tensor:
+    """(B, F) -> (B, F + 1): append the batch's mean feature standard deviation to every row
+    (Karras et al. 2018 §3, the simplified minibatch discrimination of Salimans et al. 2016 §3.2):
+    a collapsed batch has a small spread, which the discriminator can then see and punish."""
+    spread = h.std(dim=0, unbiased=False).mean()                                # scalar
+    return torch.cat([h, spread.expand(h.shape[0], 1)], dim=1)
 
-    def __init__(self, d: int = 2, width: int = 128, depth: int = 3):
+
+class MLPDiscriminator(nn.Module):
+    """x (B, d) -> logit (B,); minibatch_std=True appends the batch spread after the first layer."""
+
+    def __init__(self, d: int = 2, width: int = 128, depth: int = 3, minibatch_std: bool = False):
         super().__init__()
+        self.minibatch_std = minibatch_std
+        self.first = nn.Sequential(nn.Linear(d, width), nn.LeakyReLU(0.2))
         layers: list[nn.Module] = []
-        for i in range(depth):
-            layers += [nn.Linear(d if i == 0 else width, width), nn.LeakyReLU(0.2)]
-        self.net = nn.Sequential(*layers, nn.Linear(width, 1))
+        for i in range(1, depth):
+            layers += [nn.Linear(width + (minibatch_std and i == 1), width), nn.LeakyReLU(0.2)]
+        self.net = nn.Sequential(*layers, nn.Linear(width + (minibatch_std and depth == 1), 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).squeeze(-1)
+        h = self.first(x)                                                          # (B, width)
+        if self.minibatch_std:
+            h = minibatch_std(h)                                                   # (B, width + 1)
+        return self.net(h).squeeze(-1)
 
 
 class DCGenerator(nn.Module):
