@@ -28,7 +28,7 @@ from deepatlas.core.runs import Run
 class Config:
     austen_books: str = "Pride & Prejudice"   # comma-separated titles
     austen_chapters: int = 0        # first n chapters of each novel (0 = all)
-    bible_books: str = "Ge,Ru"      # abbreviations as the `bible` command writes them
+    bible_books: str = "Ge,Ruth"    # abbreviations as the `bible` command writes them
     bible_chapters: int = 0         # first n chapters of each book (0 = all)
     chunking: str = "sentence"
     chunk_words: int = 60

@@ -9,6 +9,9 @@ n(t) the documents containing t, f(t, d) the count of t in d:
     IDF(t) = ln(1 + (N − n(t) + 0.5) / (n(t) + 0.5))                    (Lucene; bm25s default)
     IDF(t) = ln((N − n(t) + 0.5) / (n(t) + 0.5)), negative values → ε · mean IDF   (rank-bm25)
 
+Lucene (and bm25s) drop the constant factor (k1 + 1) from the numerator; it scales every score
+equally and changes no ranking. We follow each reference in its own mode.
+
 The per-(term, document) weights are computed once at indexing ("eager" scoring, as bm25s
 does), stored term by term (a compressed sparse column matrix); a query adds up the columns of
 its terms.
@@ -66,12 +69,13 @@ class BM25:
         docs = np.empty(indptr[-1], dtype=np.int32)
         weights = np.empty(indptr[-1], dtype=np.float32)
         norm = self.k1 * (1 - self.b + self.b * dl / avgdl)                      # (N,)
+        numerator = 1.0 if self.idf_method == "lucene" else self.k1 + 1
         for t in range(len(vocab)):
             d, f = np.array(postings[t], dtype=np.int64).T
             s, e = indptr[t], indptr[t + 1]
             docs[s:e] = d
-            # IDF(t) · f (k1 + 1) / (f + k1 (1 − b + b |d| / avgdl))
-            weights[s:e] = idf[t] * f * (self.k1 + 1) / (f + norm[d])
+            # IDF(t) · f (k1 + 1) / (f + k1 (1 − b + b |d| / avgdl))      (Lucene: without k1 + 1)
+            weights[s:e] = idf[t] * f * numerator / (f + norm[d])
         self.vocab, self.indptr, self.docs, self.weights = vocab, indptr, docs, weights
         self.n_docs, self.idf = N, idf
         return self

@@ -58,19 +58,23 @@ def austen_documents(books: tuple[str, ...] | None = None) -> list[Document]:
 
 def bible_documents(books: tuple[str, ...] | None = None) -> list[Document]:
     """One Document per chapter of the KJV (verses one per line), optionally only `books`
-    (abbreviations as the `bible` command writes them: Ge, Ex, Ru, ...)."""
+    (abbreviations as the `bible` command writes them: Ge, Exo, Ruth, Mat, ...)."""
     from deepatlas.data.bible import bible_verses
 
     chapters: dict[tuple[str, str], list[str]] = {}
+    names: list[str] = []
     for ref, text in bible_verses():
         m = BIBLE_REF.match(ref.split()[0])
         if m is None:
             continue
         book, chapter, _ = m.groups()
+        if book not in names:
+            names.append(book)
         if books is None or book in books:
             chapters.setdefault((book, chapter), []).append(text)
-    if not chapters:
-        raise CorpusError(f"no Bible chapters for books {books}; use abbreviations such as Ge, Ex, Ru, Mt")
+    unknown = [b for b in books or () if b not in names]
+    if unknown:
+        raise CorpusError(f"unknown Bible book(s) {unknown}; valid: {', '.join(names)}")
     return [Document(f"{b}/{c}", b, c, "\n".join(v)) for (b, c), v in chapters.items()]
 
 

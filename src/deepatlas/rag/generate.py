@@ -110,6 +110,8 @@ def answer(chat, question: str, passages: list[Chunk], max_new_tokens: int = 24,
         new = [t for t in new if t not in chat.stop_ids and t not in newline]
         text = chat.tokenizer.decode(new).strip()
         cites = parse_citations(text, len(passages))
+        # a number beyond the passages shown cites nothing: drop it from the text
+        text = CITATION.sub(lambda m: m.group(0) if 1 <= int(m.group(1)) <= len(passages) else "", text).strip()
         if not cites and force_citation:
             cites = [cite_slot(chat, prompt, new, len(passages))]
             text = f"{text} [{cites[0]}]"
