@@ -52,3 +52,13 @@ def test_bad_requests_are_refused():
         b.submit(Request([], 3))
     with pytest.raises(ValueError, match="top_p"):
         b.submit(Request([1], 3, temperature=1.0, top_p=1.5))
+
+
+def test_decode_throughput_times_the_steps_after_the_prefills():
+    from deepatlas.generation.batching import decode_throughput
+
+    b = ContinuousBatcher(FastLlama(tiny(), n_slots=4, max_len=32))
+    assert decode_throughput(b, [[1, 2], [3], [4, 5, 6]], 5) > 0
+    assert not b.active and b.finished == {"length": 3} and b.batch_sizes == [3] * 4
+    with pytest.raises(ValueError, match="max_tokens=1"):
+        decode_throughput(b, [[1]], 1)

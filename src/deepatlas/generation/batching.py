@@ -200,3 +200,16 @@ def generate_batched(batcher: ContinuousBatcher, prompts: Sequence[Sequence[int]
     while batcher.step():
         pass
     return [r.tokens for r in reqs]
+
+
+def decode_throughput(batcher: ContinuousBatcher, prompts: Sequence[Sequence[int]], max_tokens: int) -> float:
+    """Decode tokens/s over all rows once every prompt is in: the first step (the prompts' prefills
+    and first tokens) is not timed, the following max_tokens - 1 steps are."""
+    if max_tokens < 2:
+        raise ValueError(f"max_tokens={max_tokens} must be ≥ 2 to time a decode step")
+    reqs = [batcher.submit(Request(list(p), max_tokens)) for p in prompts]
+    batcher.step()
+    t = time.perf_counter()
+    while batcher.step():
+        pass
+    return sum(len(r.tokens) - 1 for r in reqs) / (time.perf_counter() - t)
