@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "deepatlas.models.embed_cli",
     "deepatlas.deploy.cli",
     "deepatlas.rag.cli",
+    "deepatlas.agents.cli",
     "deepatlas.serve.cli",
 ]
 

@@ -216,6 +216,27 @@ class JsonSchemaAutomaton:
     def is_prefix(self, text: str) -> bool:
         return bool(self.feed(text))
 
+    def shortest_completion(self, state: frozenset[int]) -> str:
+        """The shortest text that takes `state` to the final node (breadth-first over the NFA;
+        a string closes at once, a number gets one digit)."""
+        pick = {STRCHAR: "a", DIGIT: "0", DIGIT19: "1", ESCAPABLE: "n"}
+        frontier, seen = [(n, "") for n in state], set(state)
+        while frontier:
+            nxt = []
+            for node, text in frontier:
+                if node == self.final:
+                    return text
+                for m in self.nfa.eps[node]:
+                    if m not in seen:
+                        seen.add(m), frontier.append((m, text))
+                for label, m in self.nfa.edges[node]:
+                    if m not in seen:
+                        seen.add(m)
+                        ch = min(label) if isinstance(label, frozenset) else pick.get(label, label)
+                        nxt.append((m, text + ch))
+            frontier = nxt
+        raise ValueError("no completion: the state is dead")
+
     def done(self, state: frozenset[int]) -> bool:
         """Final and nothing may follow."""
         return self.accepts(state) and not any(self.nfa.edges[n] for n in state)
@@ -313,7 +334,9 @@ def guided_generate(model: nn.Module, prompt: Sequence[int], max_new_tokens: int
 
 def generate_json(model: nn.Module, tokenizer, prompt: Sequence[int], constraint: TokenConstraint,
                   max_new_tokens: int = 96) -> tuple[str, bool]:
-    """-> (text, complete): greedy JSON under the schema; complete when the NFA reached its end."""
+    """-> (text, complete): greedy JSON under the schema; complete when the NFA reached its end.
+    When the token budget runs out first, the shortest completion is appended (a string is
+    closed, the braces are closed), so the text still parses."""
     states = [constraint.automaton.start]
 
     def allowed(new: list[int]) -> Tensor:
@@ -327,4 +350,7 @@ def generate_json(model: nn.Module, tokenizer, prompt: Sequence[int], constraint
 
     new = guided_generate(model, prompt, max_new_tokens, allowed, done=done)
     allowed(new)
-    return tokenizer.decode(new), constraint.automaton.accepts(states[-1])
+    text = tokenizer.decode(new)
+    if not constraint.automaton.accepts(states[-1]):
+        text += constraint.automaton.shortest_completion(states[-1])
+    return text, constraint.automaton.accepts(constraint.automaton.feed(text))
