@@ -22,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "deepatlas.rag.cli",
     "deepatlas.agents.cli",
     "deepatlas.serve.cli",
+    "deepatlas.diffusion.cli",
 ]
 
 
