@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -126,14 +127,13 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     if boxes.size(0) == 0:
         return torch.zeros(0, dtype=torch.int64)
     order = torch.sort(scores, descending=True, stable=True).indices
-    iou = box_iou(boxes[order], boxes[order])                       # (N, N) in score order
-    suppressed = torch.zeros(len(order), dtype=torch.bool)
+    overlaps = (box_iou(boxes[order], boxes[order]) > iou_threshold).numpy()   # (N, N) in score order
+    suppressed = np.zeros(len(order), dtype=bool)
     keep = []
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed |= iou[i] > iou_threshold
+    for i in range(len(order)):                                     # the greedy pass is sequential
+        if not suppressed[i]:
+            keep.append(i)
+            suppressed |= overlaps[i]
     return order[torch.tensor(keep, dtype=torch.int64)]
 
 

@@ -52,20 +52,20 @@ def roi_align(features: Tensor, rois: Tensor, output_size: int | tuple[int, int]
     tx = (torch.arange(ow * s, dtype=features.dtype) + 0.5) / s
     ys = y0[:, None] + ty[None, :] * (rh / oh)[:, None]              # (K, oh·s)
     xs = x0[:, None] + tx[None, :] * (rw / ow)[:, None]              # (K, ow·s)
-    yl, yh, wyl, wyh, vy = _bilinear_weights(ys, H)
-    xl, xh, wxl, wxh, vx = _bilinear_weights(xs, W)
-    f = features.permute(0, 2, 3, 1)                                # (B, H, W, C)
-    bi = b[:, None, None]                                           # (K, 1, 1)
+    # bilinear interpolation and the regular sampling grid are both separable, so the pooled feature
+    # of box k is  A_y(k) · F · A_x(k)ᵀ  with A_y (out_h, H): row i = the mean over bin i's s sample
+    # rows of their interpolation weights (two non-zeros each), and A_x (out_w, W) alike
+    ay = _axis_matrix(ys, H, oh, s)                                 # (K, oh, H)
+    ax = _axis_matrix(xs, W, ow, s)                                 # (K, ow, W)
+    f = features.index_select(0, b)                                 # (K, C, H, W)
+    return torch.einsum("kih,kchw,kjw->kcij", ay, f, ax)            # (K, C, oh, ow)
 
-    def at(yi: Tensor, xi: Tensor) -> Tensor:                       # (K, oh·s, ow·s, C)
-        return f[bi, yi[:, :, None], xi[:, None, :]]
 
-    # bilinear: Σ over the 4 neighbours of weight_y · weight_x · value
-    val = (wyl[:, :, None, None] * wxl[:, None, :, None] * at(yl, xl)
-           + wyl[:, :, None, None] * wxh[:, None, :, None] * at(yl, xh)
-           + wyh[:, :, None, None] * wxl[:, None, :, None] * at(yh, xl)
-           + wyh[:, :, None, None] * wxh[:, None, :, None] * at(yh, xh))
-    val = val * (vy[:, :, None] & vx[:, None, :])[..., None].to(val.dtype)
-    # average the s × s points of each bin                          (K, oh, ow, C)
-    val = val.reshape(K, oh, s, ow, s, C).mean(dim=(2, 4))
-    return val.permute(0, 3, 1, 2).contiguous()                     # (K, C, oh, ow)
+def _axis_matrix(coord: Tensor, size: int, bins: int, s: int) -> Tensor:
+    """coord (K, bins·s) sample positions along one axis -> (K, bins, size) averaged interpolation weights."""
+    low, high, w_low, w_high, valid = _bilinear_weights(coord, size)
+    K = coord.size(0)
+    m = coord.new_zeros(K, bins * s, size)
+    m.scatter_add_(2, low[..., None], (w_low * valid)[..., None])
+    m.scatter_add_(2, high[..., None], (w_high * valid)[..., None])
+    return m.view(K, bins, s, size).mean(dim=2)
