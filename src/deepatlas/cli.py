@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "deepatlas.agents.cli",
     "deepatlas.serve.cli",
     "deepatlas.diffusion.cli",
+    "deepatlas.vision.cli",
 ]
 
 
