@@ -62,3 +62,12 @@ def test_span_corrupt_sentinels_and_roundtrip():
     assert len(inputs) == 100 - 15 + 5 and len(targets) == 15 + 6
     assert uncorrupt(inputs, targets, 300) == ids
     assert [t for t in inputs if t >= 200] == [299, 298, 297, 296, 295]
+
+
+def test_greedy_equals_hf_generate():
+    hf = _hf_t5(True, False)
+    ours = from_hf_state_dict(hf.state_dict(), config_from_hf(hf.config)).eval()
+    src = torch.randint(2, 120, (2, 12), generator=torch.Generator().manual_seed(5))
+    ref = hf.generate(src, max_new_tokens=8, do_sample=False, num_beams=1, min_new_tokens=8,
+                      use_cache=False)[:, 1:]
+    torch.testing.assert_close(ours.greedy(src, 8), ref)

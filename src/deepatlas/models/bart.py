@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from deepatlas.models.t5 import Seq2SeqLM
 from deepatlas.nn.blocks import TransformerBlock
 from deepatlas.nn.norms import LayerNorm
 from deepatlas.nn.positions import LearnedPositions
@@ -49,7 +50,7 @@ class BartConfig:
     decoder_start_id: int = 2    # BART's decoder starts with </s>
 
 
-class Bart(nn.Module):
+class Bart(Seq2SeqLM):
     """forward(input_ids (B, S), decoder_input_ids (B, T), attention_mask (B, S) True = real)
     -> logits (B, T, vocab)."""
 
@@ -100,16 +101,6 @@ class Bart(nn.Module):
                 attention_mask: Tensor | None = None) -> Tensor:
         memory, pad = self.encode(input_ids, attention_mask)
         return self.decode(decoder_input_ids, memory, pad)
-
-    def shift_right(self, labels: Tensor) -> Tensor:
-        start = torch.full_like(labels[:, :1], self.cfg.decoder_start_id)
-        shifted = torch.cat([start, labels[:, :-1]], dim=1)
-        return shifted.masked_fill(shifted == -100, self.cfg.pad_id)
-
-    def loss(self, input_ids: Tensor, labels: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Reconstruction cross-entropy of labels (B, T) (−100 ignored), teacher forcing."""
-        logits = self(input_ids, self.shift_right(labels), attention_mask)
-        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
 
 
 _HF_RENAMES = [

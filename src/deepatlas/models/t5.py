@@ -113,7 +113,36 @@ class T5Layer(nn.Module):
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
-class T5(nn.Module):
+class Seq2SeqLM(nn.Module):
+    """Teacher forcing and greedy decoding shared by T5 and BART: subclasses have cfg
+    (decoder_start_id, pad_id), encode(ids, mask) -> (memory, memory mask) and decode(ids, memory, mask)."""
+
+    def shift_right(self, labels: Tensor) -> Tensor:
+        """decoder inputs = [start] + labels[:-1]  (ignored labels −100 become pads)."""
+        start = torch.full_like(labels[:, :1], self.cfg.decoder_start_id)
+        shifted = torch.cat([start, labels[:, :-1]], dim=1)
+        return shifted.masked_fill(shifted == -100, self.cfg.pad_id)
+
+    def loss(self, input_ids: Tensor, labels: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Mean cross-entropy of labels (B, T) (−100 ignored) under teacher forcing."""
+        logits = self(input_ids, self.shift_right(labels), attention_mask)
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+    @torch.no_grad()
+    def greedy(self, input_ids: Tensor, max_len: int, eos_id: int | None = None) -> Tensor:
+        """Greedy decoding (recomputing the prefix) -> (B, ≤ max_len) new tokens."""
+        memory, keep = self.encode(input_ids)
+        out = torch.full((input_ids.size(0), 1), self.cfg.decoder_start_id, dtype=torch.long,
+                         device=input_ids.device)
+        for _ in range(max_len):
+            nxt = self.decode(out, memory, keep)[:, -1].argmax(-1, keepdim=True)
+            out = torch.cat([out, nxt], dim=1)
+            if eos_id is not None and bool((out == eos_id).any(1).all()):
+                break
+        return out[:, 1:]
+
+
+class T5(Seq2SeqLM):
     """forward(input_ids (B, S), decoder_input_ids (B, T), attention_mask (B, S) True = real)
     -> logits (B, T, vocab)."""
 
@@ -163,30 +192,6 @@ class T5(nn.Module):
                 attention_mask: Tensor | None = None) -> Tensor:
         memory, keep = self.encode(input_ids, attention_mask)
         return self.decode(decoder_input_ids, memory, keep)
-
-    def shift_right(self, labels: Tensor) -> Tensor:
-        """decoder inputs = [start] + labels[:-1]  (ignored labels −100 become pads)."""
-        start = torch.full_like(labels[:, :1], self.cfg.decoder_start_id)
-        shifted = torch.cat([start, labels[:, :-1]], dim=1)
-        return shifted.masked_fill(shifted == -100, self.cfg.pad_id)
-
-    def loss(self, input_ids: Tensor, labels: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Mean cross-entropy of labels (B, T) (−100 ignored) under teacher forcing."""
-        logits = self(input_ids, self.shift_right(labels), attention_mask)
-        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
-
-    @torch.no_grad()
-    def greedy(self, input_ids: Tensor, max_len: int, eos_id: int | None = None) -> Tensor:
-        """Greedy decoding (recomputing the prefix) -> (B, ≤ max_len) new tokens."""
-        memory, keep = self.encode(input_ids)
-        out = torch.full((input_ids.size(0), 1), self.cfg.decoder_start_id, dtype=torch.long,
-                         device=input_ids.device)
-        for _ in range(max_len):
-            nxt = self.decode(out, memory, keep)[:, -1].argmax(-1, keepdim=True)
-            out = torch.cat([out, nxt], dim=1)
-            if eos_id is not None and bool((out == eos_id).any(1).all()):
-                break
-        return out[:, 1:]
 
 
 # HF T5 names -> ours (block i, layer j of HF's T5Block)
