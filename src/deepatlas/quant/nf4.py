@@ -187,6 +187,20 @@ def dequantize_nf4(t: NF4Tensor, dtype: torch.dtype | None = None) -> Tensor:
     return w.reshape(t.shape).to(dtype or t.dtype)
 
 
+class _DequantMatmul(torch.autograd.Function):
+    """y = x ŵᵀ with ŵ rebuilt from the 4-bit weight in forward and again in backward:
+    dL/dx = dL/dy · ŵ; the frozen weight takes no gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, layer: "NF4Linear") -> Tensor:
+        ctx.layer = layer
+        return F.linear(x, layer.dequantize(x.dtype))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad @ ctx.layer.dequantize(grad.dtype), None
+
+
 class NF4Linear(nn.Module):
     """A frozen linear layer whose weight (out, in) is held in NF4 (≈ 4.13 bits a weight) and
     dequantised at each call to the input's dtype; the bias (if any) stays in full precision."""
@@ -213,8 +227,10 @@ class NF4Linear(nn.Module):
         return self._state().nbytes() + (0 if self.bias is None else self.bias.numel() * self.bias.element_size())
 
     def forward(self, x: Tensor) -> Tensor:
-        # y = x ŵᵀ + b, ŵ dequantised in x's dtype (bf16 or fp32 compute)
-        return F.linear(x, self.dequantize(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+        # y = x ŵᵀ + b, ŵ dequantised in x's dtype (bf16 or fp32 compute); backward dequantises
+        # again instead of keeping ŵ, so training holds only the 4-bit weights (bitsandbytes' MatMul4Bit)
+        y = _DequantMatmul.apply(x, self)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, block={self.nf4.blocksize}, dq={self.nf4.double_quant}"
