@@ -37,11 +37,11 @@ from deepatlas.tuning.qlora import QLORA_TARGETS, lm_loss, perplexity, text_wind
 class Config:
     r: int = 8
     alpha: float = 16.0
-    steps: int = 16
+    steps: int = 12
     batch: int = 4
     length: int = 64
     lr: float = 1e-3
-    n_test: int = 8
+    n_test: int = 4
     test_length: int = 128
     min_gain_fraction: float = 0.7  # QLoRA's relative perplexity gain ≥ 70 % of LoRA's
     min_weight_ratio: float = 2.0  # the NF4 base holds its weights in ≤ half of fp32's bytes
