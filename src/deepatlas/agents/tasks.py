@@ -31,10 +31,12 @@ class Task:
     answer: str
 
 
-def make_tasks(n: int, seed: int = 0, corpus_questions: list | None = None) -> list[Task]:
-    """n tasks cycling arithmetic, conversion (and corpus, when questions are given)."""
+def make_tasks(n: int, seed: int = 0, corpus_questions: list | None = None,
+               kinds: tuple[str, ...] = ("arithmetic", "conversion"), small: bool = False) -> list[Task]:
+    """n tasks cycling through `kinds` (and corpus, when questions are given); small=True draws
+    the word problems' numbers from 2..9 (one-digit arithmetic)."""
     rng = random.Random(seed)
-    kinds = ["arithmetic", "conversion"] + (["corpus"] if corpus_questions else [])
+    kinds = list(kinds) + (["corpus"] if corpus_questions else [])
     corpus = list(corpus_questions or [])
     rng.shuffle(corpus)
     out = []
@@ -42,7 +44,7 @@ def make_tasks(n: int, seed: int = 0, corpus_questions: list | None = None) -> l
         kind = kinds[i % len(kinds)]
         if kind == "arithmetic":
             template, f = ARITHMETIC[rng.randrange(len(ARITHMETIC))]
-            a, b = rng.randint(12, 99), rng.randint(3, 11)
+            a, b = (rng.randint(5, 9), rng.randint(2, 4)) if small else (rng.randint(12, 99), rng.randint(3, 11))
             out.append(Task(kind, template.format(a=a, b=b), str(f(a, b))))
         elif kind == "conversion":
             template, factor = CONVERSIONS[rng.randrange(len(CONVERSIONS))]
