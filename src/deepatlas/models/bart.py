@@ -153,10 +153,13 @@ def from_hf_state_dict(sd: dict[str, Tensor], cfg: BartConfig) -> Bart:
 def poisson_span_lengths(n_mask: int, lam: float = 3.0, generator: torch.Generator | None = None) -> list[int]:
     """Span lengths ℓ ~ Poisson(λ) drawn until they cover n_mask tokens (the last one cut to fit)."""
     lengths, total = [], 0
-    while total < n_mask:
-        ell = int(torch.poisson(torch.tensor([lam]), generator=generator).item())
-        lengths.append(min(ell, n_mask - total))
-        total += lengths[-1]
+    while total < n_mask:   # draw in blocks (one call per ~n_mask/λ spans), then cut at the budget
+        block = torch.poisson(torch.full((int((n_mask - total) / lam) + 8,), lam), generator=generator)
+        for ell in block.long().tolist():
+            lengths.append(min(ell, n_mask - total))
+            total += lengths[-1]
+            if total >= n_mask:
+                break
     return lengths
 
 
