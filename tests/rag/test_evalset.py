@@ -6,8 +6,8 @@ from deepatlas.rag.chunking import Chunk
 
 def test_full_question_set_is_large_deterministic_and_supported():
     docs = _docs(Config())
-    qs = make_questions(docs, seed=0, per_doc=2, max_questions=400)
-    assert len(qs) >= 150 and qs == make_questions(docs, seed=0, per_doc=2, max_questions=400)
+    qs = make_questions(docs, seed=0, per_doc=3, max_questions=400)
+    assert len(qs) >= 150 and qs == make_questions(docs, seed=0, per_doc=3, max_questions=400)
     test = [q for q in qs if q.split == "test"]
     assert 0.25 < len(test) / len(qs) < 0.55
     by_id = {d.doc_id: d for d in docs}

@@ -23,10 +23,10 @@ from deepatlas.core.runs import Run
 @dataclass
 class Config:
     ks: str = "0,1,2,4,8"
-    shuffles: int = 4          # draws (and orders) of the k shots
+    shuffles: int = 3          # draws (and orders) of the k shots
     n_pool: int = 12           # shot pool per task
-    n_test: int = 48           # test items per task (at most)
-    n_problems: int = 16       # word problems for direct / CoT / self-consistency
+    n_test: int = 24           # test items per task (at most)
+    n_problems: int = 8        # word problems for direct / CoT / self-consistency
     votes: str = "1,3,5"
     temperature: float = 0.7
     cot_tokens: int = 48

@@ -26,17 +26,17 @@ from deepatlas.core.runs import Run
 
 @dataclass
 class Config:
-    austen_books: str = "Pride & Prejudice"   # comma-separated titles
+    austen_books: str = "Persuasion"   # comma-separated titles
     austen_chapters: int = 0        # first n chapters of each novel (0 = all)
-    bible_books: str = "Ge,Ruth"    # abbreviations as the `bible` command writes them
-    bible_chapters: int = 0         # first n chapters of each book (0 = all)
+    bible_books: str = "Ge"         # abbreviations as the `bible` command writes them
+    bible_chapters: int = 25        # first n chapters of each book (0 = all)
     chunking: str = "sentence"
     chunk_words: int = 60
-    per_doc: int = 2                # cloze questions per chapter
+    per_doc: int = 3                # cloze questions per chapter
     max_questions: int = 400
     ks: str = "1,3,5,10"
     k_generate: int = 3             # passages in the prompt
-    n_generate: int = 30            # held-out questions answered by the model (RAG and closed-book)
+    n_generate: int = 20            # held-out questions answered by the model (RAG and closed-book)
     rrf_k: int = 60
     seed: int = 0
     threads: int = 1
@@ -70,7 +70,7 @@ def _docs(cfg: Config):
                   "and hybrid recall@5 is ≥ 0.8",
             config=Config, one_thread=True,
             quick={"austen_books": "Persuasion", "austen_chapters": 2, "bible_books": "Ge", "bible_chapters": 6,
-                   "n_generate": 3, "max_questions": 60},
+                   "n_generate": 3, "max_questions": 60, "per_doc": 2},
             headline={"recall5_hybrid_test": ("hybrid recall@5 (held-out)", "{:.1%}"),
                       "rag_accuracy": ("RAG accuracy", "{:.1%}"), "closed_accuracy": ("closed-book", "{:.1%}"),
                       "citation_precision": ("citation precision", "{:.1%}")})

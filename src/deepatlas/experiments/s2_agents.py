@@ -22,8 +22,8 @@ from deepatlas.core.runs import Run
 
 @dataclass
 class Config:
-    n_tasks: int = 18
-    free_tasks: int = 18     # tasks also run with free (unconstrained) decoding
+    n_tasks: int = 9
+    free_tasks: int = 9      # tasks also run with free (unconstrained) decoding
     max_steps: int = 3
     seed: int = 0
     threads: int = 1
