@@ -15,7 +15,6 @@ flat, and rescaling RoPE recovers part of the rise without any training.
 """
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass, field
 
@@ -78,22 +77,22 @@ class PositionLM(nn.Module):
 
 @dataclass
 class Config:
-    corpus_chars: int = 2_000_000
+    corpus_chars: int = 1_000_000
     train_len: int = 64
     eval_factor: int = 4
-    d_model: int = 96
+    d_model: int = 64
     n_layer: int = 3
     n_head: int = 4
     batch_size: int = 16
     passkey_fraction: float = 0.25
     eval_windows: int = 48
     passkey_trials: int = 100
-    ft_steps: int = 100               # continued training of RoPE + PI at eval_factor·L
+    ft_steps: int = 60               # continued training of RoPE + PI at eval_factor·L
     kinds: str = "learned,sinusoidal,rope,alibi,t5"
     min_recovery: float = 0.2         # held: best zero-shot RoPE scaling recovers ≥ 20% of RoPE's rise
     seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1200, lr=2e-3, min_lr=2e-4, warmup=50, schedule="cosine", log_every=100, progress=False))
+        steps=700, lr=3e-3, min_lr=2e-4, warmup=50, schedule="cosine", log_every=100, progress=False))
 
 
 def passkey_row(text: Tensor, tok: CharTokenizer, length: int, rng: random.Random) -> tuple[Tensor, list[int]]:

@@ -36,7 +36,7 @@ BOILERPLATE = ["Click here to subscribe to our newsletter and never miss an upda
 
 @dataclass
 class Config:
-    corpus_chars: int = 1_500_000
+    corpus_chars: int = 800_000
     exact_copies: float = 0.08      # fraction of paragraphs repeated ...
     copies_each: int = 6            # ... this many extra times
     near_dups: float = 0.15         # fraction given one edited copy
@@ -44,14 +44,14 @@ class Config:
     pii: float = 0.05               # paragraphs that get an e-mail / phone / IP inserted
     n_layer: int = 2
     n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 128
+    n_embd: int = 96
+    block_size: int = 96
     batch_size: int = 16
-    eval_batches: int = 40
+    eval_batches: int = 30
     min_gain_nats: float = 0.01     # held: clean val loss at least this far below dirty
     seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1500, lr=2e-3, min_lr=2e-4, warmup=50, schedule="cosine", log_every=100, progress=False))
+        steps=800, lr=2e-3, min_lr=2e-4, warmup=50, schedule="cosine", log_every=100, progress=False))
 
 
 def _junk(rng: random.Random, words: list[str]) -> str:

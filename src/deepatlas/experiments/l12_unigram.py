@@ -23,9 +23,9 @@ from deepatlas.text.unigram import Unigram, normalize
 
 @dataclass
 class Config:
-    train_chars: int = 1_000_000
-    held_lines: int = 2000
-    vocab_size: int = 2000
+    train_chars: int = 400_000
+    held_lines: int = 1000
+    vocab_size: int = 1000
     verses: int = 5000
     alpha: float = 0.5
     samples: int = 3000

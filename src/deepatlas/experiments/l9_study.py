@@ -85,18 +85,18 @@ class T5Decoder(nn.Module):
 
 @dataclass
 class Config:
-    d_model: int = 128
+    d_model: int = 96
     n_layer: int = 4                # decoders: n_layer; encoder-decoder: n_layer/2 + n_layer/2
     n_head: int = 4
-    window: int = 96
+    window: int = 64
     batch_size: int = 16
-    corpus_chars: int = 1_500_000   # of each corpus
-    finetune_steps: int = 300
-    eval_examples: int = 150
+    corpus_chars: int = 800_000     # of each corpus
+    finetune_steps: int = 150
+    eval_examples: int = 120
     min_margin: float = 0.10        # held: zero-shot fill accuracy ≥ chance + this, for every model
     seed: int = 0
     pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1000, lr=2e-3, min_lr=2e-4, warmup=50, schedule="cosine", log_every=100, progress=False))
+        steps=600, lr=3e-3, min_lr=2e-4, warmup=50, schedule="cosine", log_every=100, progress=False))
 
 
 def _model(arch: str, vocab: int, cfg: Config) -> nn.Module:
