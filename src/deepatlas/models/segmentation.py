@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepatlas.models.cnn import ResNet, conv_bn
+from deepatlas.models.cnn import BasicBlock, ResNet, conv_bn
 from deepatlas.nn.conv import Conv2d
 
 
@@ -70,19 +70,25 @@ def double_conv(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(conv_bn(c_in, c_out, 3), conv_bn(c_out, c_out, 3))
 
 
+UNET_BLOCKS = {"double": double_conv, "residual": BasicBlock}   # the paper's unit, or the A1 ResNet block
+
+
 class UNet(nn.Module):
     """Encoder: double_conv at widths w_0 … w_L, 2×2 max-pool between. Decoder level l:
     up = ConvTranspose2d(w_{l+1} → w_l, 2, stride 2); h = double_conv(concat[up, enc_l]) (skips) or
     double_conv(up) (no skips). A 1×1 conv gives the class scores."""
 
     def __init__(self, num_classes: int = 5, widths: Sequence[int] = (16, 32, 64, 128), skips: bool = True,
-                 in_channels: int = 3):
+                 in_channels: int = 3, block: str = "double"):
         super().__init__()
+        if block not in UNET_BLOCKS:
+            raise ValueError(f"U-Net block {block!r}; valid: {', '.join(UNET_BLOCKS)}")
         self.skips = skips
+        unit = UNET_BLOCKS[block]
         w = list(widths)
-        self.down = nn.ModuleList([double_conv(c_in, c_out) for c_in, c_out in zip([in_channels] + w[:-1], w)])
+        self.down = nn.ModuleList([unit(c_in, c_out) for c_in, c_out in zip([in_channels] + w[:-1], w)])
         self.up = nn.ModuleList([nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(len(w) - 1)])
-        self.dec = nn.ModuleList([double_conv(w[i] * (2 if skips else 1), w[i]) for i in range(len(w) - 1)])
+        self.dec = nn.ModuleList([unit(w[i] * (2 if skips else 1), w[i]) for i in range(len(w) - 1)])
         self.out = zero_init(Conv2d(w[0], num_classes, 1))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from deepatlas.core.runs import Run
 from deepatlas.core.train import TrainConfig, train
-from deepatlas.data.shapes import ShapesData, shapes_dataset
+from deepatlas.data.shapes import ShapesData
 from deepatlas.metrics.detection import mean_average_precision
 from deepatlas.models.detection import DETECTORS
 
@@ -101,10 +101,6 @@ def load_detectors(directory: Path) -> tuple[dict[str, nn.Module], dict[str, Any
         model.load_state_dict(torch.load(directory / f"{name}.pt", map_location="cpu", weights_only=True))
         models[name] = model.eval()
     return models, meta
-
-
-def run_test_split(meta: dict[str, Any]) -> ShapesData:
-    return shapes_dataset("test", **meta["data"])
 
 
 CLASS_COLOURS = ("#ff7f0e", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
