@@ -43,15 +43,15 @@ CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
 
 @dataclass
 class Config:
-    cgan_steps: int = 1500
+    cgan_steps: int = 1000
     cgan_width: int = 32
     per_class: int = 200           # cGAN samples per class
-    p2p_steps: int = 400
-    cycle_steps: int = 300
+    p2p_steps: int = 300
+    cycle_steps: int = 200
     batch: int = 16
     lr: float = 1e-3
     unet_channels: tuple[int, ...] = (16, 32)
-    l1_weight: float = 10.0        # the paper's λ is 100; at 400 small steps the adversarial term needs more say
+    l1_weight: float = 10.0        # the paper's λ is 100; at 300 small steps the adversarial term needs more say
     n_train: int = 20000           # training images for the translation models
     n_test: int = 500
     class_acc_min: float = 0.6
