@@ -162,3 +162,19 @@ def test_targets_regex_trainable_and_errors():
         LoRALinear(torch.nn.Linear(3, 3), r=0)
     with pytest.raises(TypeError, match="in_features"):
         LoRALinear(torch.nn.ReLU())
+
+
+def test_remove_lora_gives_the_base_back():
+    _, ours, _ = _tiny_llama()
+    ids = torch.randint(0, 97, (1, 6))
+    with torch.no_grad():
+        y = ours(ids)
+    apply_lora(ours, r=2, targets=("q_proj",))
+    for layer in lora_layers(ours).values():
+        torch.nn.init.normal_(layer.lora_B.weight)
+    merge_lora(ours)
+    from deepatlas.tuning.lora import remove_lora
+    remove_lora(ours)
+    assert not lora_layers(ours)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), y, atol=1e-5, rtol=1e-5)

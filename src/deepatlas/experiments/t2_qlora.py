@@ -29,8 +29,8 @@ from deepatlas.core.runs import Run
 from deepatlas.core.train import TrainConfig, train
 from deepatlas.experiments.t2_quant import load_smollm2, persuasion_ids
 from deepatlas.quant.qmodel import quantize_linears, weight_bytes
-from deepatlas.tuning.lora import apply_lora, lora_layers, trainable_parameters
-from deepatlas.tuning.qlora import QLORA_TARGETS, lm_loss, perplexity, text_windows
+from deepatlas.tuning.lora import apply_lora, remove_lora, trainable_parameters
+from deepatlas.tuning.qlora import QLORA_TARGETS, SavedBytes, lm_loss, perplexity, text_windows
 
 
 @dataclass
@@ -46,24 +46,6 @@ class Config:
     min_gain_fraction: float = 0.7  # QLoRA's relative perplexity gain ≥ 70 % of LoRA's
     min_weight_ratio: float = 2.0  # the NF4 base holds its weights in ≤ half of fp32's bytes
     seed: int = 0
-
-
-class SavedBytes:
-    """Bytes autograd keeps for the backward pass (saved_tensors_hooks), each storage once and
-    not counting the storages in `exclude` (the weights, counted separately)."""
-
-    def __init__(self, exclude: set[int]):
-        self.exclude, self.seen, self.total = exclude, set(), 0
-
-    def _pack(self, t: torch.Tensor) -> torch.Tensor:
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in self.exclude and ptr not in self.seen:
-            self.seen.add(ptr)
-            self.total += t.untyped_storage().nbytes()
-        return t
-
-    def hooks(self):
-        return torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
 
 
 def _finetune(model: torch.nn.Module, train_ids: list[int], cfg: Config) -> tuple[float, list[float], int]:
@@ -110,9 +92,7 @@ def qlora_vs_lora(cfg: Config, run: Run) -> Verdict:
     rows: dict[str, dict] = {}
     for name in ("lora", "qlora"):
         if name == "qlora":   # back to the plain fp32 model, then its block linears to NF4 (fp32 freed)
-            for layer_name, layer in lora_layers(model).items():
-                parent, _, child = layer_name.rpartition(".")
-                setattr(model.get_submodule(parent), child, layer.base)
+            remove_lora(model)
             quantize_linears(model, "nf4", skip=("lm_head",))
         torch.manual_seed(cfg.seed)
         apply_lora(model, r=cfg.r, alpha=cfg.alpha, targets=QLORA_TARGETS)

@@ -17,6 +17,7 @@ The base may be any module that maps (..., k) -> (..., d) and says its `in_featu
 Public API (the names, layout and scaling are peft's, so adapters move between the two):
     apply_lora(model, r, alpha, targets=("q_proj", "v_proj"), ...) -> list of wrapped names
     merge_lora(model) / unmerge_lora(model)   fold ΔW into W₀ / take it out again
+    remove_lora(model)                        drop the adapters, the plain base model again
     lora_state_dict(model)                    only the adapter: {name.lora_A.weight, name.lora_B.weight}
     save_adapter(model, folder, names=...)    adapter_model.safetensors + adapter_config.json (peft's files)
     load_adapter(model, folder, names=...)    wraps the layers the file names and loads A and B
@@ -183,6 +184,14 @@ def merge_lora(model: nn.Module, unwrap: bool = False) -> nn.Module:
         layer.merge()
         if unwrap:
             _set_module(model, name, layer.base)
+    return model
+
+
+def remove_lora(model: nn.Module) -> nn.Module:
+    """Drop every adapter (unmerged first if merged): each LoRALinear becomes its base layer again."""
+    for name, layer in lora_layers(model).items():
+        layer.unmerge()
+        _set_module(model, name, layer.base)
     return model
 
 

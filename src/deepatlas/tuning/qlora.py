@@ -61,3 +61,39 @@ def text_windows(token_ids: Sequence[int], n: int, length: int, seed: int | None
         return ids[: n * length].view(n, length)
     starts = torch.randint(0, len(ids) - length, (n,), generator=torch.Generator().manual_seed(seed))
     return torch.stack([ids[s:s + length] for s in starts.tolist()])
+
+
+class SavedBytes:
+    """Bytes autograd keeps for the backward pass (saved_tensors_hooks), each storage once and
+    not counting the storages in `exclude` (the weights, counted separately)."""
+
+    def __init__(self, exclude: set[int]):
+        self.exclude, self.seen, self.total = exclude, set(), 0
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in self.exclude and ptr not in self.seen:
+            self.seen.add(ptr)
+            self.total += t.untyped_storage().nbytes()
+        return t
+
+    def hooks(self):
+        return torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+
+def training_bytes(model: nn.Module, ids: Tensor) -> dict[str, int]:
+    """Memory one training step of lm_loss on ids needs, from the tensors themselves: the weights
+    (parameters + buffers), 12 bytes per trainable parameter besides it (gradient, Adam's m and v)
+    and the bytes autograd saves for backward. -> {weights, optimizer, saved, total}."""
+    from deepatlas.quant.qmodel import weight_bytes
+
+    params = list(model.parameters()) + list(model.buffers())
+    saved = SavedBytes({t.untyped_storage().data_ptr() for t in params})
+    with saved.hooks():
+        loss = lm_loss(model, ids)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    out = {"weights": weight_bytes(model), "optimizer": 12 * sum(p.numel() for p in model.parameters() if p.requires_grad),
+           "saved": saved.total}
+    out["total"] = sum(out.values())
+    return out
