@@ -82,13 +82,13 @@ class BM25:
 
     def get_scores(self, query_tokens: Sequence[str]) -> np.ndarray:
         """(N,) float32 scores of every document (a repeated query term counts each time)."""
-        scores = np.zeros(self.n_docs, dtype=np.float32)
-        for term in query_tokens:
-            t = self.vocab.get(term)
-            if t is not None:
-                s, e = self.indptr[t], self.indptr[t + 1]
-                scores[self.docs[s:e]] += self.weights[s:e]
-        return scores
+        terms = [t for t in map(self.vocab.get, query_tokens) if t is not None]
+        if not terms:
+            return np.zeros(self.n_docs, dtype=np.float32)
+        # the postings of the query's terms, back to back, summed per document in one pass
+        spans = [np.arange(self.indptr[t], self.indptr[t + 1]) for t in terms]
+        at = np.concatenate(spans) if len(spans) > 1 else spans[0]
+        return np.bincount(self.docs[at], weights=self.weights[at], minlength=self.n_docs).astype(np.float32)
 
     def search(self, query_tokens: Sequence[str], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """-> (ids, scores) of the k best documents, best first (ties: lower id first)."""
