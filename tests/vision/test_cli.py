@@ -44,8 +44,8 @@ def test_detect_and_segment_write_pictures(det_dir, seg_dir, capsys):
     ("detect", "det", ["--image", "5"], r"out of range: the run's test split has 5 scenes \(0..4\)"),
     ("detect", "det", ["--image", "0", "--model", "yolo"], "valid: one-stage, two-stage"),
     ("detect", "det", ["--image", "0", "--score", "2"], "valid: 0..1"),
-    ("detect", "seg", ["--image", "0"], "it is a segmentation run: use `deepatlas segment`"),
-    ("segment", "det", ["--image", "0"], "it is a detection run: use `deepatlas detect`"),
+    ("detect", "seg", ["--image", "0"], r"it is a run of V5 \(segment-shapes\): use `deepatlas segment`"),
+    ("segment", "det", ["--image", "0"], r"it is a run of V4 \(detect-shapes\): use `deepatlas detect`"),
     ("segment", "seg", ["--image", "-1"], "out of range"),
 ])
 def test_errors_are_one_line(det_dir, seg_dir, capsys, cmd, which, args, message):

@@ -1,11 +1,10 @@
 """Training, scoring and saving the V4 detectors (models/detection.py) on the shapes scenes.
 
-A run folder of V4 holds detector.json ({"kind": "detection", "data": shapes settings, "models":
-{name: {"kwargs"}}}) and <name>.pt per detector; `deepatlas detect` reads them back.
+A run folder of V4 holds detector.json and <name>.pt per detector (vision/saved.py);
+`deepatlas detect` reads them back.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +17,7 @@ from deepatlas.core.train import TrainConfig, train
 from deepatlas.data.shapes import ShapesData
 from deepatlas.metrics.detection import mean_average_precision
 from deepatlas.models.detection import DETECTORS
+from deepatlas.vision.saved import load_models, save_models
 
 MANIFEST = "detector.json"
 
@@ -70,37 +70,13 @@ def images_per_second(models: dict[str, nn.Module], images: Tensor, rounds: int 
 
 
 def save_detectors(directory: Path, models: dict[str, tuple[nn.Module, dict[str, Any]]], data: dict[str, Any]) -> None:
-    """models: name -> (model, its constructor kwargs); data: the shapes_dataset settings of the test split."""
-    directory = Path(directory)
-    meta = {"kind": "detection", "data": data, "models": {k: {"kwargs": kw} for k, (_, kw) in models.items()}}
-    (directory / MANIFEST).write_text(json.dumps(meta, indent=2))
-    for name, (model, _) in models.items():
-        torch.save(model.state_dict(), directory / f"{name}.pt")
-
-
-class NotADetectionRun(ValueError):
-    """The folder is not a V4 run (no detector.json)."""
+    """models: name (one of DETECTORS) -> (model, its constructor kwargs); data: the test split's shapes settings."""
+    save_models(directory, MANIFEST, "detection", {k: (m, k, kw) for k, (m, kw) in models.items()}, data)
 
 
 def load_detectors(directory: Path) -> tuple[dict[str, nn.Module], dict[str, Any]]:
     """(name -> model in eval mode, the manifest) from a folder save_detectors wrote."""
-    directory = Path(directory)
-    path = directory / MANIFEST
-    if not directory.is_dir():
-        raise NotADetectionRun(f"{directory} is not a folder; give a run folder of V4 (detect-shapes)")
-    if not path.is_file():
-        other = " (it is a segmentation run: use `deepatlas segment`)" if (directory / "segmenter.json").is_file() else ""
-        raise NotADetectionRun(f"{directory} holds no detectors ({MANIFEST}){other}; runs of V4 (detect-shapes) save them")
-    meta = json.loads(path.read_text())
-    models = {}
-    for name, spec in meta["models"].items():
-        if name not in DETECTORS:
-            raise NotADetectionRun(f"{path}: detector {name!r}; valid: {', '.join(DETECTORS)}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["kwargs"].items()}
-        model = DETECTORS[name](**kwargs)
-        model.load_state_dict(torch.load(directory / f"{name}.pt", map_location="cpu", weights_only=True))
-        models[name] = model.eval()
-    return models, meta
+    return load_models(directory, MANIFEST, DETECTORS)
 
 
 CLASS_COLOURS = ("#ff7f0e", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b")

@@ -1,11 +1,10 @@
 """Training, scoring and saving the V5 segmenters (models/segmentation.py) on the shapes' semantic masks.
 
-A run folder of V5 holds segmenter.json ({"kind": "segmentation", "data": shapes settings,
-"models": {name: {"family", "kwargs"}}}) and <name>.pt per model; `deepatlas segment` reads them.
+A run folder of V5 holds segmenter.json and <name>.pt per model (vision/saved.py);
+`deepatlas segment` reads them.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from deepatlas.data.shapes import ShapesData
 from deepatlas.metrics.segmentation import segmentation_scores
 from deepatlas.models.segmentation import SEGMENTERS
 from deepatlas.vision.detection import batch_indices
+from deepatlas.vision.saved import load_models, save_models
 
 MANIFEST = "segmenter.json"
 
@@ -63,37 +63,11 @@ def evaluate_segmenter(model: nn.Module, data: ShapesData, boundary_width: int =
 def save_segmenters(directory: Path, models: dict[str, tuple[nn.Module, str, dict[str, Any]]],
                     data: dict[str, Any]) -> None:
     """models: name -> (model, family in SEGMENTERS, constructor kwargs); data: the test split's settings."""
-    directory = Path(directory)
-    meta = {"kind": "segmentation", "data": data,
-            "models": {k: {"family": fam, "kwargs": kw} for k, (_, fam, kw) in models.items()}}
-    (directory / MANIFEST).write_text(json.dumps(meta, indent=2))
-    for name, (model, _, _) in models.items():
-        torch.save(model.state_dict(), directory / f"{name}.pt")
-
-
-class NotASegmentationRun(ValueError):
-    """The folder is not a V5 run (no segmenter.json)."""
+    save_models(directory, MANIFEST, "segmentation", models, data)
 
 
 def load_segmenters(directory: Path) -> tuple[dict[str, nn.Module], dict[str, Any]]:
-    directory = Path(directory)
-    path = directory / MANIFEST
-    if not directory.is_dir():
-        raise NotASegmentationRun(f"{directory} is not a folder; give a run folder of V5 (segment-shapes)")
-    if not path.is_file():
-        other = " (it is a detection run: use `deepatlas detect`)" if (directory / "detector.json").is_file() else ""
-        raise NotASegmentationRun(f"{directory} holds no segmenters ({MANIFEST}){other}; "
-                                  "runs of V5 (segment-shapes) save them")
-    meta = json.loads(path.read_text())
-    models = {}
-    for name, spec in meta["models"].items():
-        if spec.get("family") not in SEGMENTERS:
-            raise NotASegmentationRun(f"{path}: family {spec.get('family')!r}; valid: {', '.join(SEGMENTERS)}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["kwargs"].items()}
-        model = SEGMENTERS[spec["family"]](**kwargs)
-        model.load_state_dict(torch.load(directory / f"{name}.pt", map_location="cpu", weights_only=True))
-        models[name] = model.eval()
-    return models, meta
+    return load_models(directory, MANIFEST, SEGMENTERS)
 
 
 def mask_colours(mask: Tensor) -> Tensor:
