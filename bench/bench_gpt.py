@@ -9,6 +9,8 @@ train_step:     one AdamW training step of a nanoGPT-char-sized GPT (6 layers, 6
                 default AdamW). Goal: ≥ 1.5× faster. compile=True also compiles ours (torch.compile;
                 its compile time is reported apart); the record's "form" says which ran.
 train_step_same_optimizer: the same, HF with fused AdamW too: what the model code alone gains.
+train_step_bf16 / train_step_bf16_both: ours under bf16 autocast against HF fp32 (each tool's
+                fast path on this AMX CPU), and both under bf16 autocast (the same arithmetic).
 greedy_decode:  GPT-2 small (124M, random weights), batch 1, 64 new greedy tokens with the KV
                 cache, both fp32: deepatlas generate vs HF generate. Goal: ≥ 2× tokens/s.
 greedy_decode_compact / greedy_decode_int8: the same, ours with compact weights (bf16, or int8
@@ -50,7 +52,8 @@ def _adamw(params, fused: bool) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-4)
 
 
-def _train_pair(B: int, T: int, compile: bool, hf_fused: bool, repeats: int) -> tuple[dict, dict]:
+def _train_pair(B: int, T: int, compile: bool, hf_fused: bool, repeats: int, ours_bf16: bool = False,
+                hf_bf16: bool = False) -> tuple[dict, dict]:
     torch.manual_seed(0)
     ours = GPT(GPTConfig(vocab_size=65, block_size=T, n_layer=6, n_head=6, n_embd=384, dropout=0.0))
     hf = _hf_twin(ours)
@@ -61,24 +64,27 @@ def _train_pair(B: int, T: int, compile: bool, hf_fused: bool, repeats: int) -> 
         run_ours = torch.compile(ours)
         info["form"] = "torch.compile"
 
-    def stepper(model, loss_fn, fused):
+    def stepper(model, loss_fn, fused, bf16=False):
         opt = _adamw(model.parameters(), fused)
 
         def step():
-            loss = loss_fn(model)
+            # bf16: torch.autocast — matmuls in bfloat16 (this CPU's AMX tiles), fp32 master weights
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(model)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
         return step
 
-    step_ours = stepper(run_ours, lambda m: lm_loss(m, batch), True)
+    step_ours = stepper(run_ours, lambda m: lm_loss(m, batch), True, ours_bf16)
     if compile:
         start = time.perf_counter()
         step_ours()                                          # compiles forward and backward
         info["compile_s"] = time.perf_counter() - start
-    step_hf = stepper(hf, lambda m: m(batch[0], labels=x[:, :-1]).loss, hf_fused)
+    step_hf = stepper(hf, lambda m: m(batch[0], labels=x[:, :-1]).loss, hf_fused, hf_bf16)
     t = interleaved_median_times({"ours": step_ours, "hf": step_hf}, warmup=1, repeats=repeats)
     info["optimizer"] = {"ours": "AdamW(fused=True)", "peer": f"AdamW({'fused=True' if hf_fused else 'default'})"}
+    info["precision"] = {"ours": "bf16 autocast" if ours_bf16 else "fp32", "peer": "bf16 autocast" if hf_bf16 else "fp32"}
     return t, info
 
 
@@ -91,6 +97,21 @@ def train_step_same_optimizer(B: int = 8, T: int = 256, repeats: int = 3) -> dic
     t, info = _train_pair(B, T, False, hf_fused=True, repeats=repeats)
     return result("gpt_train_step_same_optimizer", "s/step", t["ours"], t["hf"],
                   "HF GPT2LMHeadModel, fused AdamW", 1.0) | info
+
+
+def train_step_bf16(B: int = 8, T: int = 256, repeats: int = 3) -> dict:
+    """Ours with bf16 autocast (what this CPU's AMX units make worth picking) vs HF as it comes
+    (fp32, default AdamW): the speed a user gets from each tool's fast path. Not the same
+    arithmetic: bf16 matmuls round to 8 bits of mantissa (L7 measures what that costs in loss)."""
+    t, info = _train_pair(B, T, False, hf_fused=False, repeats=repeats, ours_bf16=True)
+    return result("gpt_train_step_bf16_vs_hf_fp32", "s/step", t["ours"], t["hf"], "HF GPT2LMHeadModel fp32", 1.5) | info
+
+
+def train_step_bf16_both(B: int = 8, T: int = 256, repeats: int = 3) -> dict:
+    """Both with bf16 autocast and fused AdamW: the same arithmetic on both sides."""
+    t, info = _train_pair(B, T, False, hf_fused=True, repeats=repeats, ours_bf16=True, hf_bf16=True)
+    return result("gpt_train_step_bf16_both", "s/step", t["ours"], t["hf"], "HF GPT2LMHeadModel, bf16 autocast, fused AdamW",
+                  1.1) | info
 
 
 def _gpt2_small_pair():
@@ -174,4 +195,4 @@ def cache_speedup(new_tokens: int = 64, repeats: int = 3) -> dict:
                   "ours without cache", 1.0, higher_is_better=True)
 
 
-BENCHMARKS = [train_step, train_step_same_optimizer, greedy_decode, greedy_decode_compact, greedy_decode_int8, cache_speedup]
+BENCHMARKS = [train_step, train_step_same_optimizer, train_step_bf16, train_step_bf16_both, greedy_decode, greedy_decode_compact, greedy_decode_int8, cache_speedup]

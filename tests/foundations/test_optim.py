@@ -193,3 +193,24 @@ def test_muon_with_adamw_state_dict_round_trip():
     for p, q in zip(a.parameters(), c.parameters()):
         assert torch.equal(p, q)
     assert [g["lr_scale"] for g in oa.param_groups] == [20.0, 1.0]
+
+
+def test_batched_newton_schulz_equals_one_matrix_at_a_time():
+    from deepatlas.foundations.optim import newton_schulz_batched
+
+    torch.manual_seed(0)
+    for shape in [(4, 12, 7), (3, 7, 12)]:
+        g = torch.randn(*shape)
+        one = torch.stack([newton_schulz(m, dtype=torch.float32) for m in g])
+        torch.testing.assert_close(newton_schulz_batched(g, dtype=torch.float32), one, rtol=1e-4, atol=1e-5)
+    w = [torch.randn(6, 4, requires_grad=True), torch.randn(4, 6, requires_grad=True), torch.randn(6, 4, requires_grad=True)]
+    v = [p.detach().clone().requires_grad_() for p in w]
+    o1, o2 = Muon(w, lr=0.02, batched=True), Muon(v, lr=0.02, batched=False)
+    for _ in range(5):
+        for a, b in zip(w, v):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        o1.step()
+        o2.step()
+    for a, b in zip(w, v):       # bf16 products: the batched kernels round a little differently
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-3)
