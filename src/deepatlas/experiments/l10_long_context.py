@@ -155,7 +155,7 @@ def _bands(curve: Tensor, L: int) -> dict[str, float]:
                    "kinds": "learned,rope,alibi", "train.steps": 300, "train.lr": 3e-3, "train.log_every": 50},
             headline={"rise_rope": ("RoPE loss rise at 2L-4L", "{:+.3f} nats"),
                       "rise_alibi": ("ALiBi loss rise at 2L-4L", "{:+.3f} nats"),
-                      "far_loss_yarn": ("RoPE + YaRN loss at 2L-4L", "{:.3f} nats"),
+                      "far_loss_rope+yarn": ("RoPE + YaRN loss at 2L-4L", "{:.3f} nats"),
                       "passkey_4L_alibi": ("ALiBi passkey at 4L", "{:.0%}")})
 def long_context(cfg: Config, run: Run) -> Verdict:
     import matplotlib
