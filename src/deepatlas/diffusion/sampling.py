@@ -121,7 +121,8 @@ def sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], 
         if classifier_grad is not None and classifier_scale:
             # ε̃ = ε̂ − s √(1 − ᾱ_t) ∇ log p(y | x_t)     (Dhariwal & Nichol 2021, eq. 14)
             eps = eps - classifier_scale * (1 - schedule.alphas_cumprod[t]).sqrt() * classifier_grad(x, t_batch)
-        noise = torch.randn(shape, generator=generator, device=device)
+        # fresh noise only where the step adds it (DDIM with η = 0 is deterministic)
+        noise = torch.randn(shape, generator=generator, device=device) if sampler == "ddpm" or eta > 0 else None
         if sampler == "ddpm":
             x, x0 = ddpm_step(schedule, eps, t, x, prev_t=prev, clip=clip, noise=noise)
         else:

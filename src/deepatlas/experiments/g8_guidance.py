@@ -57,12 +57,12 @@ class Config:
     compare_ddpm_steps: int = 0                     # > 0: also the DDPM chain of this many steps (bench_diffusion
                                                     # runs DDPM-1000 against DDIM-50 on this model)
     n_compare: int = 64
-    clf_steps: int = 400                            # noise-aware classifier training
+    clf_steps: int = 300                            # noise-aware classifier training
     clf_scales: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
-    n_clf: int = 40
+    n_clf: int = 30
     sdedit_t0: tuple[int, ...] = (100, 300, 500, 700, 900)
     n_edit: int = 10
-    n_inpaint: int = 40
+    n_inpaint: int = 32
     inpaint_steps: int = 50
     n_real: int = 1000
     seed: int = 0

@@ -1,0 +1,124 @@
+"""Diffusion sampling: DDIM-50 against DDPM-1000 on one trained model, and our sampler loop
+against diffusers' DDIMPipeline loop around the same network.
+
+ddim50_vs_ddpm1000 samples the G8 experiment's class-conditional U-Net (unconditionally, the null
+label) — from $DEEPATLAS_CACHE/ddpm/ if a G8 full run cached it, otherwise it is trained first
+(minutes, not timed). Both samplers start from the same seeds; FID (own Fashion-MNIST features)
+of each against the same 1000 test images is recorded beside the time: goal ≥ 15× faster, and
+`fid_within_20pct` says whether DDIM-50's FID is within 20 % of DDPM-1000's.
+
+ddim_loop_vs_diffusers_pipeline runs DDIM-50 with diffusers' UNet2DModel (weights copied from our
+U-Net) inside our `sample` loop and inside DDIMPipeline: the network is the same, so the ratio is
+the loops' own cost per step (goal ≥ 1.0: ours no slower). The two outputs are checked equal.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from bench.common import interleaved_median_times, result
+
+N_SAMPLES = 64
+RENAMES = [  # diffusers' UNet2DModel name -> ours (as tests/models/test_unet.py)
+    (r"^time_embedding\.linear_1", "time_mlp.0"), (r"^time_embedding\.linear_2", "time_mlp.2"),
+    (r"^down_blocks\.", "downs."), (r"^up_blocks\.", "ups."),
+    (r"\.downsamplers\.0\.conv", ".resample"), (r"\.upsamplers\.0\.conv", ".resample.conv"),
+    (r"^mid_block\.resnets\.0", "mid.0"), (r"^mid_block\.attentions\.0", "mid.1"),
+    (r"^mid_block\.resnets\.1", "mid.2"),
+    (r"\.time_emb_proj", ".time_proj"), (r"\.conv_shortcut", ".shortcut"),
+    (r"\.group_norm", ".norm"), (r"\.to_q", ".attn.q_proj"), (r"\.to_k", ".attn.k_proj"),
+    (r"\.to_v", ".attn.v_proj"), (r"\.to_out\.0", ".attn.o_proj"),
+    (r"^conv_norm_out", "norm_out"),
+]
+
+
+def ddim50_vs_ddpm1000() -> dict:
+    from deepatlas.data.images import fashion_images
+    from deepatlas.diffusion.fashion import generate
+    from deepatlas.diffusion.store import cached_ddpm
+    from deepatlas.experiments.g8_guidance import Config
+    from deepatlas.metrics.features import feature_network, score_samples
+
+    torch.set_num_threads(1)
+    setup = Config().ddpm
+    model, schedule, _ = cached_ddpm(setup, 0)
+    out: dict[str, torch.Tensor] = {}
+
+    def run(name: str, sampler: str, steps: int):
+        def fn():
+            out[name] = generate(model, schedule, setup, N_SAMPLES, sampler, steps, seed=1)
+        return fn
+
+    t = interleaved_median_times({"ddim50": run("ddim50", "ddim", 50), "ddpm1000": run("ddpm1000", "ddpm", 1000)},
+                                 warmup=0, repeats=1)
+    net, _ = feature_network(setup.size)
+    real, _ = fashion_images("test", setup.size)
+    fid_ddim = score_samples(net, out["ddim50"], real[:1000]).fid
+    fid_ddpm = score_samples(net, out["ddpm1000"], real[:1000]).fid
+    rec = result("ddim50_vs_ddpm1000", "s", t["ddim50"], t["ddpm1000"], "DDPM-1000, same model", goal=15.0)
+    return {**rec, "fid_ddim50": fid_ddim, "fid_ddpm1000": fid_ddpm, "fid_ratio": fid_ddim / fid_ddpm,
+            "fid_within_20pct": bool(fid_ddim <= 1.2 * fid_ddpm), "n_samples": N_SAMPLES}
+
+
+def _twin(ours):
+    """diffusers' UNet2DModel of our U-Net's shape, our weights copied in."""
+    import diffusers
+
+    cfg = ours.cfg
+    ref = diffusers.UNet2DModel(
+        sample_size=14, in_channels=cfg.in_channels, out_channels=cfg.out_channels, block_out_channels=cfg.channels,
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention)),
+        layers_per_block=cfg.layers, norm_num_groups=cfg.groups, attention_head_dim=cfg.head_dim,
+        flip_sin_to_cos=True, freq_shift=0)
+    mine = ours.state_dict()
+    state = {}
+    for name in ref.state_dict():
+        mapped = name
+        for pattern, repl in RENAMES:
+            mapped = re.sub(pattern, repl, mapped)
+        state[name] = mine[mapped]
+    ref.load_state_dict(state)
+    return ref.eval()
+
+
+def ddim_loop_vs_diffusers_pipeline() -> dict:
+    import diffusers
+
+    from deepatlas.diffusion.sampling import sample
+    from deepatlas.diffusion.schedule import NoiseSchedule
+    from deepatlas.models.unet import UNet, UNetConfig
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    ours_net = UNet(UNetConfig(channels=(16, 32), attention=(False, True), groups=8, head_dim=8)).eval()
+    twin = _twin(ours_net)
+    steps, batch = 50, 16
+    schedule = NoiseSchedule(1000, "linear")
+    pipe = diffusers.DDIMPipeline(unet=twin, scheduler=diffusers.DDIMScheduler(num_train_timesteps=1000,
+                                                                               clip_sample=True))
+    pipe.set_progress_bar_config(disable=True)
+    net = lambda x, t: twin(x, t).sample                                       # noqa: E731
+    res: dict[str, torch.Tensor] = {}
+
+    def ours():
+        x, _ = sample(net, schedule, (batch, 1, 14, 14), "ddim", steps, generator=torch.Generator().manual_seed(0))
+        res["ours"] = x
+
+    def peer():
+        with torch.no_grad():
+            res["peer"] = pipe(batch_size=batch, generator=torch.Generator().manual_seed(0), eta=0.0,
+                               num_inference_steps=steps, output_type="np").images
+    ours()
+    peer()
+    # the pipeline maps [-1, 1] to [0, 1] and to (B, H, W, C); same starting noise -> same images
+    got = torch.as_tensor(res["peer"]).permute(0, 3, 1, 2)
+    if not torch.allclose((res["ours"] / 2 + 0.5).clamp(0, 1), got, atol=1e-4):
+        raise AssertionError("our DDIM loop and DDIMPipeline gave different images from the same noise")
+    t = interleaved_median_times({"ours": ours, "peer": peer}, warmup=1, repeats=3)
+    return result("ddim_loop_vs_diffusers_pipeline", "s/step", t["ours"] / steps, t["peer"] / steps,
+                  "diffusers DDIMPipeline, same UNet2DModel", goal=1.0)
+
+
+BENCHMARKS = [ddim50_vs_ddpm1000, ddim_loop_vs_diffusers_pipeline]
