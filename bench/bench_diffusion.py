@@ -13,24 +13,11 @@ the loops' own cost per step (goal ≥ 1.0: ours no slower). The two outputs are
 """
 from __future__ import annotations
 
-import re
-
 import torch
 
 from bench.common import interleaved_median_times, result
 
 N_SAMPLES = 64
-RENAMES = [  # diffusers' UNet2DModel name -> ours (as tests/models/test_unet.py)
-    (r"^time_embedding\.linear_1", "time_mlp.0"), (r"^time_embedding\.linear_2", "time_mlp.2"),
-    (r"^down_blocks\.", "downs."), (r"^up_blocks\.", "ups."),
-    (r"\.downsamplers\.0\.conv", ".resample"), (r"\.upsamplers\.0\.conv", ".resample.conv"),
-    (r"^mid_block\.resnets\.0", "mid.0"), (r"^mid_block\.attentions\.0", "mid.1"),
-    (r"^mid_block\.resnets\.1", "mid.2"),
-    (r"\.time_emb_proj", ".time_proj"), (r"\.conv_shortcut", ".shortcut"),
-    (r"\.group_norm", ".norm"), (r"\.to_q", ".attn.q_proj"), (r"\.to_k", ".attn.k_proj"),
-    (r"\.to_v", ".attn.v_proj"), (r"\.to_out\.0", ".attn.o_proj"),
-    (r"^conv_norm_out", "norm_out"),
-]
 
 
 def ddim50_vs_ddpm1000() -> dict:
@@ -61,31 +48,10 @@ def ddim50_vs_ddpm1000() -> dict:
             "fid_within_20pct": bool(fid_ddim <= 1.2 * fid_ddpm), "n_samples": N_SAMPLES}
 
 
-def _twin(ours):
-    """diffusers' UNet2DModel of our U-Net's shape, our weights copied in."""
-    import diffusers
-
-    cfg = ours.cfg
-    ref = diffusers.UNet2DModel(
-        sample_size=14, in_channels=cfg.in_channels, out_channels=cfg.out_channels, block_out_channels=cfg.channels,
-        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention),
-        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention)),
-        layers_per_block=cfg.layers, norm_num_groups=cfg.groups, attention_head_dim=cfg.head_dim,
-        flip_sin_to_cos=True, freq_shift=0)
-    mine = ours.state_dict()
-    state = {}
-    for name in ref.state_dict():
-        mapped = name
-        for pattern, repl in RENAMES:
-            mapped = re.sub(pattern, repl, mapped)
-        state[name] = mine[mapped]
-    ref.load_state_dict(state)
-    return ref.eval()
-
-
 def ddim_loop_vs_diffusers_pipeline() -> dict:
     import diffusers
 
+    from deepatlas.diffusion.reference import to_diffusers
     from deepatlas.diffusion.sampling import sample
     from deepatlas.diffusion.schedule import NoiseSchedule
     from deepatlas.models.unet import UNet, UNetConfig
@@ -93,7 +59,7 @@ def ddim_loop_vs_diffusers_pipeline() -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     ours_net = UNet(UNetConfig(channels=(16, 32), attention=(False, True), groups=8, head_dim=8)).eval()
-    twin = _twin(ours_net)
+    twin = to_diffusers(ours_net, 14)
     steps, batch = 50, 16
     schedule = NoiseSchedule(1000, "linear")
     pipe = diffusers.DDIMPipeline(unet=twin, scheduler=diffusers.DDIMScheduler(num_train_timesteps=1000,
