@@ -44,12 +44,12 @@ BATCH_PROMPTS = ["Write a short poem about the moon.", "What is the capital of F
 
 @dataclass
 class Config:
-    new_tokens: int = 64
+    new_tokens: int = 48
     batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     spec_k: int = 4
     ppl_tokens: int = 1024
     repeats: int = 3
-    threads: int = 2
+    threads: int = 1           # bench/bench_serving.py measures 2 threads; 2 on a busy machine thrash
 
 
 def _median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
