@@ -27,6 +27,7 @@ import re
 from collections import Counter
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 
 SPACE = "▁"
@@ -81,12 +82,15 @@ class Unigram:
     def viterbi(self, s: str) -> list[int]:
         """x* = argmax Π p(x_i) over segmentations of the normalised string s (ties: earliest start)."""
         n = len(s)
-        best = [0.0] + [-math.inf] * n
+        # path scores accumulate in float32, as SentencePiece's lattice does: (a + b) + c and
+        # (a + c) + b can differ in the last bit, and that decides between equal-score paths
+        best = [np.float32(0.0)] + [np.float32(-np.inf)] * n
         back: list[tuple[int, int]] = [(0, 0)] * (n + 1)
         for end in range(1, n + 1):
             for start, i, score in self._arcs(s, end):
-                if best[start] + score > best[end]:       # log P of the best path to `end`
-                    best[end], back[end] = best[start] + score, (start, i)
+                cand = best[start] + np.float32(score)    # log P of the best path to `end`
+                if cand > best[end]:
+                    best[end], back[end] = cand, (start, i)
         ids, end = [], n
         while end > 0:
             start, i = back[end]
