@@ -69,7 +69,8 @@ def test_instruction_set_is_deterministic_and_heldout_is_disjoint():
 
 
 def test_rule_score():
-    assert rule_score("she was happy and good") == 2
-    assert rule_score("happy happy happy") == 1                   # repeating a word earns nothing
-    assert rule_score("the wicked shall die") == -2
-    assert rule_score("happy", ended=False) == -1
+    assert rule_score("she was happy and good") == 5 + 2 * 2       # 5 real words, 2 pleasant
+    assert rule_score("happy happy happy") == 1 + 2                 # repeating a word earns nothing
+    assert rule_score("the wicked shall die") == 4 - 2 * 2
+    assert rule_score("xqzv blorp") == 0
+    assert rule_score("happy", ended=False) == 3 - 3

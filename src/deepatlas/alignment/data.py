@@ -176,8 +176,10 @@ def pack(rows: Sequence[tuple[list[int], list[int]]], block_size: int, pad_id: i
 
 
 # ---- the preference rule (T4, T5) ------------------------------------------------------------
-# "A better continuation is more cheerful": it uses more distinct words from a list of
-# pleasant words, fewer unpleasant ones, and it ends its turn. Repeating a word earns nothing.
+# "A better continuation is made of real words and is cheerful, and it ends its turn": one point
+# per distinct real word (one of two letters or more seen ≥ 3 times in the corpus snippets), two
+# more per distinct pleasant word, two fewer per distinct unpleasant one, −3 when the reply runs
+# out of tokens without ending its turn. Repeating a word earns nothing.
 POSITIVE = frozenset("""happy happiness pleasure pleased pleasant delight delighted delightful good
 great love loved lovely kind kindness dear glad joy joyful best fine charming agreeable handsome
 beautiful comfort hope amiable sweet smile friend friends blessed bless peace rejoice well
@@ -191,11 +193,20 @@ def words_of(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
 
+@lru_cache(maxsize=1)
+def real_words() -> frozenset[str]:
+    """Lower-case words of ≥ 2 letters seen at least 3 times in the corpus snippets."""
+    from collections import Counter
+
+    counts = Counter(w for texts in snippets().values() for t in texts for w in words_of(t))
+    return frozenset(w for w, n in counts.items() if n >= 3 and len(w) >= 2)
+
+
 def rule_score(reply: str, ended: bool = True) -> float:
-    """The programmatic preference rule: #distinct pleasant − #distinct unpleasant words, and
-    −2 when the reply does not end its turn (runs out of tokens)."""
+    """The programmatic preference rule (above): distinct real words + 2 × distinct pleasant
+    − 2 × distinct unpleasant words, − 3 when the reply does not end its turn."""
     w = set(words_of(reply))
-    return float(len(w & POSITIVE) - len(w & NEGATIVE)) - (0.0 if ended else 2.0)
+    return float(len(w & real_words()) + 2 * len(w & POSITIVE) - 2 * len(w & NEGATIVE)) - (0.0 if ended else 3.0)
 
 
 def on_task(example: Example, reply: str) -> bool:

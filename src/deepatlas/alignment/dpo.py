@@ -50,8 +50,9 @@ def response_logps(model: nn.Module, ids: Tensor, mask: Tensor) -> Tensor:
     """Σ_t mask_t · log π(ids_{t+1} | ids_≤t) per row: ids (B, T) right-padded, mask (B, T) 1 on
     the response tokens (as targets) -> (B,). Right padding needs no attention mask (causal)."""
     logits = model(ids[:, :-1])                                # (B, T-1, V)
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # (B, T-1)
+    # log π(y_t | ·) = −CE(logits_t, y_t): log-softmax and gather fused in one kernel
+    token_logp = -F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten(),
+                                  reduction="none").view(ids.shape[0], -1)   # (B, T-1)
     return (token_logp * mask[:, 1:]).sum(-1)
 
 
@@ -84,7 +85,7 @@ def dpo_step(policy: nn.Module, optimizer: torch.optim.Optimizer, chosen: tuple[
     loss.backward()
     torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
     optimizer.step()
-    return {"loss": float(loss), "reward_acc": float((rc > rr).float().mean()),
+    return {"loss": float(loss.detach()), "reward_acc": float((rc > rr).float().mean()),
             "margin": float((rc - rr).mean())}
 
 

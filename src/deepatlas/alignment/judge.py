@@ -3,7 +3,7 @@
 The judge is SmolLM2-135M-Instruct (deepatlas.chat.session.ChatModel from the GGUF file), asked
 in ChatML about one reply at a time:
 
-    user: Is this sentence happy and positive? Answer Yes or No.\\n"<reply>"
+    user: Is this a cheerful phrase in good English? Answer Yes or No.\\n"<reply>"
     judge score = logit("Yes") − logit("No") at the first answer token
 
 A pair is labelled by the higher score (pointwise scoring: no A/B position bias, which this
@@ -16,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-QUESTION = 'Is this sentence happy and positive? Answer Yes or No.\n"{text}"'
+QUESTION = 'Is this a cheerful phrase in good English? Answer Yes or No.\n"{text}"'
 
 
 class SmolJudge:

@@ -110,7 +110,8 @@ class PolicyWithValue(nn.Module):
 
 def token_logps(logits: Tensor, ids: Tensor) -> Tensor:
     """logits (B, T, V) of positions 0..T-1, ids (B, T+1) -> log π(ids_{t+1} | ids_≤t) (B, T)."""
-    return torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return -torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten(),
+                                              reduction="none").view(ids.shape[0], -1)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 PROMPTS: the "continue the sentence" family of deepatlas.alignment.data (train lines for
 training, held-out lines and the held-out phrasing for evaluation).
 PAIRS: for each prompt the SFT model samples k replies (temperature 1); the pair is the reply the
-rule (data.rule_score: more distinct pleasant words, fewer unpleasant ones, ends its turn) likes
+rule (data.rule_score: more distinct real words, pleasant words count extra, unpleasant ones
+count against, and it must end its turn) likes
 most vs the one it likes least; prompts whose replies all tie give no pair. RLAIF labels the same
 kind of pairs with SmolLM2-135M-Instruct as the judge (deepatlas.alignment.judge).
 WIN RATE vs SFT: on each held-out prompt one sampled reply of the policy vs one of the SFT
