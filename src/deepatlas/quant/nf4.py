@@ -182,9 +182,15 @@ def quantize_nf4(w: Tensor, blocksize: int = BLOCK, double_quant: bool = True) -
 def dequantize_nf4(t: NF4Tensor, dtype: torch.dtype | None = None) -> Tensor:
     """ŵ = NF4[code] · c_b, in `dtype` (default: the original dtype), shape t.shape."""
     p = t.packed.reshape(-1)
-    codes = torch.stack([p >> 4, p & 0x0F], dim=1).reshape(-1)[: math.prod(t.shape)]   # (n,)
-    w = dequantize_blockwise(codes, t.scales(), NF4_CODE.to(p.device), t.blocksize)
+    n = math.prod(t.shape)
+    # one lookup per byte: byte b -> (NF4[b >> 4], NF4[b & 15]), the two levels it holds   (n,)
+    levels = F.embedding(p.int(), _BYTE_LEVELS.to(p.device)).reshape(-1)[:n]
+    pad = (-n) % t.blocksize
+    w = (F.pad(levels, (0, pad)).view(-1, t.blocksize) * t.scales()[:, None]).reshape(-1)[:n]   # NF4[code] · c_b
     return w.reshape(t.shape).to(dtype or t.dtype)
+
+
+_BYTE_LEVELS = torch.stack([NF4_CODE[torch.arange(256) >> 4], NF4_CODE[torch.arange(256) & 15]], dim=1)  # (256, 2)
 
 
 class _DequantMatmul(torch.autograd.Function):
