@@ -34,7 +34,7 @@ def ddim50_vs_ddpm1000() -> dict:
 
     def run(name: str, sampler: str, steps: int):
         def fn():
-            out[name] = generate(model, schedule, setup, N_SAMPLES, sampler, steps, seed=1)
+            out[name] = generate(model, schedule, setup, N_SAMPLES, sampler, steps, seed=1, clipped_eps=True)
         return fn
 
     t = interleaved_median_times({"ddim50": run("ddim50", "ddim", 50), "ddpm1000": run("ddpm1000", "ddpm", 1000)},
@@ -69,13 +69,14 @@ def ddim_loop_vs_diffusers_pipeline() -> dict:
     res: dict[str, torch.Tensor] = {}
 
     def ours():
-        x, _ = sample(net, schedule, (batch, 1, 14, 14), "ddim", steps, generator=torch.Generator().manual_seed(0))
+        x, _ = sample(net, schedule, (batch, 1, 14, 14), "ddim", steps, generator=torch.Generator().manual_seed(0),
+                      clipped_eps=True)
         res["ours"] = x
 
     def peer():
         with torch.no_grad():
             res["peer"] = pipe(batch_size=batch, generator=torch.Generator().manual_seed(0), eta=0.0,
-                               num_inference_steps=steps, output_type="np").images
+                               num_inference_steps=steps, output_type="np", use_clipped_model_output=True).images
     ours()
     peer()
     # the pipeline maps [-1, 1] to [0, 1] and to (B, H, W, C); same starting noise -> same images

@@ -100,8 +100,8 @@ def test_inference_timesteps_equal_diffusers(spacing):
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("prediction", ["epsilon", "sample", "v_prediction"])
-@pytest.mark.parametrize("set_alpha_to_one", [True, False])
-def test_ddim_step_by_step_equals_diffusers(eta, prediction, set_alpha_to_one):
+@pytest.mark.parametrize("set_alpha_to_one,clipped_eps", [(True, False), (False, False), (True, True)])
+def test_ddim_step_by_step_equals_diffusers(eta, prediction, set_alpha_to_one, clipped_eps):
     """A whole 50-step DDIM chain with a fixed fake network output, step by step."""
     ref = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type=prediction,
                                   clip_sample=True, set_alpha_to_one=set_alpha_to_one)
@@ -112,9 +112,11 @@ def test_ddim_step_by_step_equals_diffusers(eta, prediction, set_alpha_to_one):
     for i, t in enumerate(ref.timesteps.tolist()):
         out = torch.sin(x_ref * (i + 1))          # any deterministic "network" of x_t
         noise = torch.randn(2, 1, 4, 4, generator=g)
-        x_ref = ref.step(out, t, x_ref, eta=eta, variance_noise=noise if eta > 0 else None).prev_sample
+        x_ref = ref.step(out, t, x_ref, eta=eta, variance_noise=noise if eta > 0 else None,
+                         use_clipped_model_output=clipped_eps).prev_sample
         x_ours, _ = ddim_step(ours, torch.sin(x_ours * (i + 1)), t, x_ours, prev_t=t - 1000 // 50, eta=eta,
-                              prediction=prediction, final_alpha_one=set_alpha_to_one, noise=noise)
+                              prediction=prediction, final_alpha_one=set_alpha_to_one, noise=noise,
+                              clipped_eps=clipped_eps)
         torch.testing.assert_close(x_ours, x_ref, atol=1e-5, rtol=1e-5)
 
 

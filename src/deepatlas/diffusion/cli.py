@@ -97,7 +97,8 @@ def generate_images(run_dir: Path, n: int = 64, sampler: str = "ddim", steps: in
         raise ValueError(f"--steps {steps}; valid: 1..{setup.T} (the model was trained with T = {setup.T})")
     cond = conditioning(setup, n, label, guidance)
     torch.manual_seed(seed)
-    x = generate(model, schedule, setup, n, sampler, steps, seed=seed, labels=cond.labels, scale=cond.scale, eta=eta)
+    x = generate(model, schedule, setup, n, sampler, steps, seed=seed, labels=cond.labels, scale=cond.scale, eta=eta,
+                 clipped_eps=True)          # ε̂ from the clipped x̂_0: see diffusion/samplers.ddim_step
     return x, f"{n} images, {sampler}-{steps}, {cond.describe}"
 
 

@@ -86,6 +86,7 @@ def denoiser_for(model: UNet, setup: DDPMSetup, labels: Tensor | None = None,
 
 def generate(model: UNet, schedule: NoiseSchedule, setup: DDPMSetup, n: int, sampler: str = "ddim",
              steps: int | None = 50, seed: int = 0, labels: Tensor | None = None, scale: float = 1.0,
-             eta: float = 0.0) -> Tensor:
+             eta: float = 0.0, clipped_eps: bool = False) -> Tensor:
     return sample_batched(denoiser_for(model, setup, labels, scale), schedule, n, (1, setup.size, setup.size),
-                          seed=seed, sampler=sampler, steps=steps, eta=eta, prediction=setup.prediction)
+                          seed=seed, sampler=sampler, steps=steps, eta=eta, prediction=setup.prediction,
+                          clipped_eps=clipped_eps)

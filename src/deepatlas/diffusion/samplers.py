@@ -57,9 +57,15 @@ def ddpm_step(schedule: NoiseSchedule, output: Tensor, t: int, x_t: Tensor, prev
 
 def ddim_step(schedule: NoiseSchedule, output: Tensor, t: int, x_t: Tensor, prev_t: int, eta: float = 0.0,
               prediction: str = "epsilon", clip: float | None = 1.0, final_alpha_one: bool = True,
-              noise: Tensor | None = None, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+              noise: Tensor | None = None, generator: torch.Generator | None = None,
+              clipped_eps: bool = False) -> tuple[Tensor, Tensor]:
     """x_t -> (x_{prev_t}, x̂_0) by DDIM eq. (12); prev_t < 0 is the end (ᾱ = 1, or ᾱ_0 when
-    final_alpha_one is False: diffusers' set_alpha_to_one)."""
+    final_alpha_one is False: diffusers' set_alpha_to_one).
+
+    clipped_eps re-derives ε̂ = (x_t − √ᾱ_t x̂_0)/√(1 − ᾱ_t) from the *clipped* x̂_0 (GLIDE's
+    choice; diffusers' use_clipped_model_output=True), so the "direction to x_t" agrees with the
+    x̂_0 actually used. Without it a network (or a guided ε̃) whose x̂_0 leaves [-1, 1] pairs a
+    clipped x̂_0 with an ε̂ that no longer explains x_t, and η = 0 chains drift (G8 measures it)."""
     if eta < 0:
         raise ValueError(f"DDIM eta={eta}; valid: ≥ 0 (0 deterministic, 1 = DDPM's variance)")
     ab_t = schedule.alpha_bar(t, x_t)
@@ -69,6 +75,8 @@ def ddim_step(schedule: NoiseSchedule, output: Tensor, t: int, x_t: Tensor, prev
     eps = schedule.to_epsilon(prediction, output, x_t, t)
     if clip is not None:
         x0 = x0.clamp(-clip, clip)
+        if clipped_eps:   # eq. (4) solved for ε with the clipped x̂_0
+            eps = (x_t - ab_t.sqrt() * x0) / (1 - ab_t).sqrt()
     # eq. (16): σ = η √((1 − ᾱ_{t'})/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_{t'})
     sigma = eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)).sqrt()
     # eq. (12): "predicted x_0" + "direction pointing to x_t" + random noise

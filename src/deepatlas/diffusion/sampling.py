@@ -96,12 +96,13 @@ def sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], 
            steps: int | None = None, eta: float = 0.0, prediction: str = "epsilon", clip: float | None = 1.0,
            generator: torch.Generator | None = None, start: Tensor | None = None, start_t: int | None = None,
            inpaint: Inpaint | None = None, classifier_grad: Callable[[Tensor, Tensor], Tensor] | None = None,
-           classifier_scale: float = 0.0, keep: tuple[int, ...] = (), device: str | torch.device = "cpu"
-           ) -> tuple[Tensor, dict[int, Tensor]]:
+           classifier_scale: float = 0.0, keep: tuple[int, ...] = (), device: str | torch.device = "cpu",
+           clipped_eps: bool = False) -> tuple[Tensor, dict[int, Tensor]]:
     """Run the reverse chain; return (x_0 (B, C, H, W), {t: x̂_0 at t for t in keep}).
 
     sampler 'ddpm' with steps=None visits all T steps (Algorithm 2); fewer steps stride them.
-    start/start_t: SDEdit — begin from `start` noised to level start_t instead of pure noise."""
+    start/start_t: SDEdit — begin from `start` noised to level start_t instead of pure noise.
+    clipped_eps: DDIM re-derives ε̂ from the clipped x̂_0 (samplers.ddim_step)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
     steps = schedule.T if steps is None else steps
@@ -126,7 +127,8 @@ def sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[int, ...], 
         if sampler == "ddpm":
             x, x0 = ddpm_step(schedule, eps, t, x, prev_t=prev, clip=clip, noise=noise)
         else:
-            x, x0 = ddim_step(schedule, eps, t, x, prev_t=prev, eta=eta, clip=clip, noise=noise)
+            x, x0 = ddim_step(schedule, eps, t, x, prev_t=prev, eta=eta, clip=clip, noise=noise,
+                                  clipped_eps=clipped_eps)
         if inpaint is not None:
             known = (inpaint.image if prev < 0 else
                      schedule.add_noise(inpaint.image, torch.randn(shape, generator=generator, device=device), prev))

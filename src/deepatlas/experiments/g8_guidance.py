@@ -10,11 +10,17 @@ One class-conditional U-Net (14×14 Fashion-MNIST, T = 1000, ε-prediction) trai
 dropout p_uncond (the null class = "no label"), cached in $DEEPATLAS_CACHE/ddpm/ after the first
 run. Measured, with deepatlas's own Fashion-MNIST classifier as the feature net (no Inception
 weights offline; numbers comparable only within this project):
-  1. DDIM parity: a 50-step chain of our ddim_step equals diffusers' DDIMScheduler, η = 0 and 1;
+  1. DDIM parity: a 50-step chain of our ddim_step equals diffusers' DDIMScheduler, η = 0 and 1,
+     with ε̂ as the network gave it (diffusers' default) and re-derived from the clipped x̂_0
+     (use_clipped_model_output=True);
   2. samplers on the same model, same noise seeds, same n (unconditional, null label): DDIM with
-     10…50 steps at η = 0, DDIM-50 at η = 1 and strided DDPM-50 — FID and KID against the same
-     real images (the 1000-step chain with compare_ddpm_steps=1000; bench/bench_diffusion.py
-     measures DDIM-50 against DDPM-1000 on this same cached model);
+     10…50 steps at η = 0, DDIM-50 with diffusers' default ε̂, DDIM-50 at η = 1 and strided
+     DDPM-50 — FID and KID against the same real images (the 1000-step chain with
+     compare_ddpm_steps=1000; bench/bench_diffusion.py measures DDIM-50 against DDPM-1000 on
+     this same cached model). A first full run used diffusers' default ε̂ everywhere: DDIM-50
+     at η = 0 read FID 183 (worse than DDIM-10's 135) and guidance above w = 2 lost confidence,
+     because a clipped x̂_0 paired with the unclipped ε̂ drifts; clipped_eps (GLIDE's choice)
+     is therefore used for every DDIM chain below;
   3. classifier-free guidance sweep over w: FID, our classifier's confidence in the asked label,
      and per-class diversity (mean pairwise feature distance within a class);
   4. classifier guidance of the unconditional model with a noise-aware classifier: accuracy of
@@ -51,6 +57,7 @@ class Config:
         conditional=True, batch_size=32,
         train=TrainConfig(steps=800, lr=2e-3, min_lr=1e-4, warmup=50, schedule="cosine", log_every=50)))
     steps: int = 25                                 # DDIM steps of the guidance sweeps
+    clipped_eps: bool = True                        # DDIM: ε̂ re-derived from the clipped x̂_0
     scales: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 5.0)   # classifier-free w (0 = unconditional)
     per_class: int = 6                              # samples per class and scale
     compare_steps: tuple[int, ...] = (10, 25, 50)
@@ -76,16 +83,19 @@ def ddim_parity(T: int = 1000, steps: int = 50) -> float | None:
         return None
     worst = 0.0
     for eta in (0.0, 1.0):
-        ref = DDIMScheduler(num_train_timesteps=T, beta_schedule="linear", clip_sample=True)
-        ref.set_timesteps(steps)
-        ours = NoiseSchedule(T, "linear")
-        g = torch.Generator().manual_seed(int(eta))
-        x_ref = x_ours = torch.randn(4, 1, 6, 6, generator=g)
-        for i, t in enumerate(ref.timesteps.tolist()):
-            noise = torch.randn(4, 1, 6, 6, generator=g)
-            x_ref = ref.step(torch.tanh(x_ref), t, x_ref, eta=eta, variance_noise=noise if eta else None).prev_sample
-            x_ours, _ = ddim_step(ours, torch.tanh(x_ours), t, x_ours, t - T // steps, eta=eta, noise=noise)
-            worst = max(worst, (x_ref - x_ours).abs().max().item())
+        for clipped in (False, True):
+            ref = DDIMScheduler(num_train_timesteps=T, beta_schedule="linear", clip_sample=True)
+            ref.set_timesteps(steps)
+            ours = NoiseSchedule(T, "linear")
+            g = torch.Generator().manual_seed(int(eta))
+            x_ref = x_ours = torch.randn(4, 1, 6, 6, generator=g)
+            for t in ref.timesteps.tolist():
+                noise = torch.randn(4, 1, 6, 6, generator=g)
+                x_ref = ref.step(3 * torch.tanh(x_ref), t, x_ref, eta=eta, variance_noise=noise if eta else None,
+                                 use_clipped_model_output=clipped).prev_sample
+                x_ours, _ = ddim_step(ours, 3 * torch.tanh(x_ours), t, x_ours, t - T // steps, eta=eta, noise=noise,
+                                      clipped_eps=clipped)
+                worst = max(worst, (x_ref - x_ours).abs().max().item())
     return worst
 
 
@@ -99,7 +109,8 @@ def class_stats(net, x: torch.Tensor, labels: torch.Tensor) -> dict:
 
 
 @experiment("G8", "guidance",
-            claim="DDIM steps equal diffusers' (η = 0 and 1); on a class-conditional 14×14 Fashion-MNIST DDPM, "
+            claim="DDIM steps equal diffusers' (η = 0 and 1, ε̂ as given or re-derived from the clipped x̂_0); on a "
+                  "class-conditional 14×14 Fashion-MNIST DDPM, "
                   "classifier-free guidance trades diversity for confidence as w grows, a noise-aware classifier's "
                   "guidance lifts the asked class's accuracy by ≥ 0.25, SDEdit departs further from its guide as t0 "
                   "grows, and inpainting keeps the known pixels while completing the rest closer to the truth than "
@@ -136,20 +147,23 @@ def guidance(cfg: Config, run: Run) -> Verdict:
                      "feature_net_test_accuracy": net_acc, "fid_real_vs_real": floor}
 
     # 2. samplers on the same model and noise
-    compare = [(f"ddim{k}", "ddim", k, 0.0) for k in cfg.compare_steps] + [("ddim50_eta1", "ddim", 50, 1.0),
-                                                                           ("ddpm50", "ddpm", 50, 0.0)]
+    ce = cfg.clipped_eps
+    compare = [(f"ddim{k}", "ddim", k, 0.0, ce) for k in cfg.compare_steps] + [
+        ("ddim50_model_eps", "ddim", 50, 0.0, False), ("ddim50_eta1", "ddim", 50, 1.0, ce),
+        ("ddpm50", "ddpm", 50, 0.0, False)]
     if cfg.compare_ddpm_steps:
-        compare.append(("ddpm_full", "ddpm", cfg.compare_ddpm_steps, 0.0))
+        compare.append(("ddpm_full", "ddpm", cfg.compare_ddpm_steps, 0.0, False))
     sampler_scores = {}
-    for name, sampler, k, eta in compare:
+    for name, sampler, k, eta, clipped in compare:
         if k > setup.T:
             continue
-        x = generate(model, schedule, setup, cfg.n_compare, sampler, k, seed=cfg.seed + 1, eta=eta)
+        x = generate(model, schedule, setup, cfg.n_compare, sampler, k, seed=cfg.seed + 1, eta=eta,
+                     clipped_eps=clipped)
         s = score_samples(net, x, real_ref)
         sampler_scores[name] = {"fid": s.fid, "kid": s.kid, "steps": k}
         run.print(f"  {name:12} FID {s.fid:6.1f}  KID {s.kid:.3f}")
     metrics["sampler_scores"] = sampler_scores
-    for name in ("ddim50", "ddpm50", "ddpm_full"):
+    for name in ("ddim50", "ddim50_model_eps", "ddpm50", "ddpm_full"):
         if name in sampler_scores:
             metrics[f"fid_{name}"] = sampler_scores[name]["fid"]
 
@@ -158,7 +172,7 @@ def guidance(cfg: Config, run: Run) -> Verdict:
     sweep = []
     for w in cfg.scales:
         x = generate(model, schedule, setup, len(labels), "ddim", cfg.steps, seed=cfg.seed + 2, labels=labels,
-                     scale=w)
+                     scale=w, clipped_eps=ce)
         st = {"w": w, "fid": score_samples(net, x, real_ref).fid, **class_stats(net, x, labels)}
         sweep.append(st)
         run.print(f"  w={w:<4} FID {st['fid']:6.1f}  confidence {st['confidence']:.2f}  "
@@ -182,7 +196,7 @@ def guidance(cfg: Config, run: Run) -> Verdict:
     for s in cfg.clf_scales:
         x, _ = sample(guided_denoiser(model, null, 1.0, NULL_LABEL), schedule, (cfg.n_clf, *shape), "ddim",
                       cfg.steps, generator=torch.Generator().manual_seed(cfg.seed + 3),
-                      classifier_grad=classifier_gradient(clf, clf_labels), classifier_scale=s)
+                      classifier_grad=classifier_gradient(clf, clf_labels), classifier_scale=s, clipped_eps=ce)
         st = class_stats(net, x, clf_labels)
         clf_curve.append({"s": s, **st})
         run.print(f"  classifier guidance s={s:<5} accuracy {st['accuracy']:.2f}")
@@ -197,7 +211,7 @@ def guidance(cfg: Config, run: Run) -> Verdict:
     for t0 in cfg.sdedit_t0:
         x, _ = sample(guided_denoiser(model, torch.full((cfg.n_edit,), NULL_LABEL), 1.0, NULL_LABEL), schedule,
                       guides.shape, "ddim", cfg.steps, generator=torch.Generator().manual_seed(cfg.seed + 4),
-                      start=guides, start_t=t0)
+                      start=guides, start_t=t0, clipped_eps=ce)
         edits.append(x)
         dists.append((x - guides).pow(2).mean().item())
     metrics.update(sdedit_t0=list(cfg.sdedit_t0), sdedit_mse=dists)
