@@ -36,11 +36,11 @@ from deepatlas.models.stylegan import StyleGenerator
 
 @dataclass
 class Config:
-    steps: int = 1200
+    steps: int = 1000
     batch: int = 64
     lr: float = 2e-3
     channels: tuple[int, ...] = (32, 32)
-    d_width: int = 32
+    d_width: int = 64
     z_dim: int = 32
     mixing_prob: float = 0.9
     psis: tuple[float, ...] = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)

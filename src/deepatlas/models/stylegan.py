@@ -135,7 +135,7 @@ NOISE_MODES = ("random", "none")
 
 
 class StyleGenerator(nn.Module):
-    """z (B, z_dim) -> image (B, 1, 2ᴿ·base, ...) : mapping, a learned constant at base×base, two style
+    """z (B, z_dim) -> image (B, 1, 2ᴿ·base, ...) in (−1, 1): mapping, a learned constant at base×base, two style
     layers per resolution, nearest ×2 upsampling between resolutions, skip-connected image outputs
     (StyleGAN2 Fig. 7 "skip" generator). ws (B, n_ws, w_dim): layer i reads ws[:, i]; the image
     output after a resolution reads the w of the next layer (the last one its own)."""
@@ -194,7 +194,9 @@ class StyleGenerator(nn.Module):
                 x = self.layers[i](x, ws[:, i], n)
             out = to_image(x, ws[:, 2 * r + 2])
             image = out if image is None else image + out                       # skip: sum of upsampled outputs
-        return image
+        # tanh: the data are in [−1, 1] (DCGAN's output layer; StyleGAN's own has none — without it this
+        # small model on CPU budgets collapsed to one blob in G5's first full run)
+        return torch.tanh(image)
 
     def forward(self, z: Tensor, psi: float = 1.0, noise: str = "random") -> Tensor:
         """In training mode, style mixing regularisation: mixing_prob of the batches get a second z and a
