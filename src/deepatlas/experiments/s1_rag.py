@@ -69,7 +69,7 @@ def _docs(cfg: Config):
                   "questions than closed-book, most (verified) citations point at a passage containing the answer, "
                   "and hybrid recall@5 is ≥ 0.8",
             config=Config, one_thread=True,
-            quick={"austen_books": "Persuasion", "austen_chapters": 2, "bible_books": "Ge", "bible_chapters": 6,
+            quick={"austen_books": "Persuasion", "austen_chapters": 3, "bible_books": "Ge", "bible_chapters": 4,
                    "n_generate": 3, "max_questions": 60, "per_doc": 2},
             headline={"recall5_hybrid_test": ("hybrid recall@5 (held-out)", "{:.1%}"),
                       "rag_accuracy": ("RAG accuracy", "{:.1%}"), "closed_accuracy": ("closed-book", "{:.1%}"),
