@@ -36,7 +36,7 @@ from deepatlas.models.stylegan import StyleGenerator
 
 @dataclass
 class Config:
-    steps: int = 1000
+    steps: int = 2000
     batch: int = 64
     lr: float = 2e-3
     channels: tuple[int, ...] = (32, 32)
