@@ -43,3 +43,12 @@ def test_sample_shots_count(k):
     task = category_task()
     pool, _ = task.split(12)
     assert len(sample_shots(pool, k, random.Random(0), task.labels)) == k
+
+
+def test_sample_shots_when_a_label_runs_out():
+    task = category_task()
+    pool = [e for e in task.examples if e.label != "color"][:5] + [next(e for e in task.examples if e.label == "color")]
+    shots = sample_shots(pool, 6, random.Random(0), task.labels)
+    assert sorted(shots, key=str) == sorted(pool, key=str)
+    with pytest.raises(ValueError, match="k ≤ 6"):
+        sample_shots(pool, 7, random.Random(0), task.labels)

@@ -50,14 +50,17 @@ def classify(model, tokenizer, prompts: list[str], labels: Sequence[str], batch_
 
 def sample_shots(pool: Sequence[Example], k: int, rng: random.Random, labels: Sequence[str]) -> list[Example]:
     """k shots drawn from the pool, as balanced over the labels as k allows, in a random order."""
+    if k > len(pool):
+        raise ValueError(f"k={k} shots from a pool of {len(pool)} examples: use k ≤ {len(pool)}")
     by_label = {y: [e for e in pool if e.label == y] for y in labels}
     shots: list[Example] = []
     order = list(labels)
     rng.shuffle(order)
     while len(shots) < k:
         for y in order:
-            if len(shots) < k:
-                shots.append(rng.choice([e for e in by_label[y] if e not in shots]))
+            left = [e for e in by_label[y] if e not in shots]
+            if len(shots) < k and left:          # a label the pool has run out of is skipped
+                shots.append(rng.choice(left))
     rng.shuffle(shots)
     return shots
 
