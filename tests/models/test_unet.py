@@ -1,45 +1,18 @@
 """Our U-Net equals diffusers' UNet2DModel of the same tiny shape with the weights copied."""
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 
+from deepatlas.diffusion.reference import diffusers_twin, our_name
 from deepatlas.models.unet import UNet, UNetConfig, timestep_embedding
 
 diffusers = pytest.importorskip("diffusers", reason="parity needs diffusers: pip install diffusers")
 
-RENAMES = [  # diffusers name -> ours
-    (r"^time_embedding\.linear_1", "time_mlp.0"), (r"^time_embedding\.linear_2", "time_mlp.2"),
-    (r"^down_blocks\.", "downs."), (r"^up_blocks\.", "ups."),
-    (r"\.downsamplers\.0\.conv", ".resample"), (r"\.upsamplers\.0\.conv", ".resample.conv"),
-    (r"^mid_block\.resnets\.0", "mid.0"), (r"^mid_block\.attentions\.0", "mid.1"),
-    (r"^mid_block\.resnets\.1", "mid.2"),
-    (r"\.time_emb_proj", ".time_proj"), (r"\.conv_shortcut", ".shortcut"),
-    (r"\.group_norm", ".norm"), (r"\.to_q", ".attn.q_proj"), (r"\.to_k", ".attn.k_proj"),
-    (r"\.to_v", ".attn.v_proj"), (r"\.to_out\.0", ".attn.o_proj"),
-    (r"^conv_norm_out", "norm_out"),
-]
-
-
-def diffusers_twin(cfg: UNetConfig):
-    """A UNet2DModel with our layout: attention levels are Attn*Block2D."""
-    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention)
-    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention))
-    return diffusers.UNet2DModel(
-        sample_size=8, in_channels=cfg.in_channels, out_channels=cfg.out_channels, block_out_channels=cfg.channels,
-        down_block_types=down, up_block_types=up, layers_per_block=cfg.layers, norm_num_groups=cfg.groups,
-        attention_head_dim=cfg.head_dim, num_class_embeds=cfg.class_embeds or None, dropout=cfg.dropout,
-        flip_sin_to_cos=True, freq_shift=0)
 
 
 def copy_from_diffusers(ours: UNet, ref) -> None:
-    state = {}
-    for name, value in ref.state_dict().items():
-        for pattern, repl in RENAMES:
-            name = re.sub(pattern, repl, name)
-        state[name] = value
+    state = {our_name(name): value for name, value in ref.state_dict().items()}
     missing, unexpected = ours.load_state_dict(state, strict=False)
     assert not missing and not unexpected, (missing, unexpected)
 
@@ -60,7 +33,7 @@ def test_timestep_embedding_equals_diffusers():
 ])
 def test_unet_equals_diffusers_unet2dmodel(cfg):
     torch.manual_seed(0)
-    ref = diffusers_twin(cfg).eval()
+    ref = diffusers_twin(cfg, sample_size=8).eval()
     with torch.no_grad():                        # diffusers zero-inits nothing here, but be explicit:
         for p in ref.parameters():               # random weights everywhere, so every path counts
             p.add_(0.05 * torch.randn_like(p))
