@@ -43,11 +43,11 @@ class Config:
     n_embd: int = 128
     block_size: int = 64
     batch_size: int = 12
-    steps: int = 1000
+    steps: int = 600
     removals: tuple[str, ...] = tuple(REMOVALS)
     seed: int = 0
-    eval_every: int = 250
-    eval_batches: int = 50
+    eval_every: int = 200
+    eval_batches: int = 30
     corpus_chars: int = 0
     recipe: Recipe = field(default_factory=Recipe)
 
@@ -74,7 +74,7 @@ def gpt_speedrun_ablation(cfg: Config, run: Run) -> Verdict:
     data, vocab = austen_chars(cfg.corpus_chars)
     baseline_recipe = dataclasses.replace(cfg.recipe, **{k: v for r in REMOVALS.values() for k, v in r.items()},
                                           bias=True, lr=1e-3, min_lr=1e-4, beta2=0.99, weight_decay=0.1,
-                                          warmup=100 if cfg.steps >= 1000 else cfg.recipe.warmup)
+                                          warmup=100 if cfg.steps >= 600 else cfg.recipe.warmup)
     recipes = {"full": cfg.recipe, **{f"no {r}": dataclasses.replace(cfg.recipe, **REMOVALS[r]) for r in cfg.removals},
                "baseline": baseline_recipe}
     trainees = {name: Trainee(name, model_options(rec), train_options(rec, cfg.steps), race_cfg, vocab, cfg.seed)
