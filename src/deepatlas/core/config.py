@@ -1,6 +1,6 @@
 """Configs are plain dataclasses; the command line changes them with `key=value`.
 
-    deepatlas run L2 n_layer=2 train.steps=500 train.lr=3e-4
+    deepatlas run gpt-pretrain n_layer=2 train.steps=500 train.lr=3e-4
 
 Each override is checked against the dataclass: an unknown key names the valid keys (and the
 closest one), a value that does not parse as the field's type names that type.
