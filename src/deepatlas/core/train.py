@@ -112,18 +112,21 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         hidden = muon_matrices(model)
         chosen = {id(p) for p in hidden}
         rest = [p for p in params if id(p) not in chosen]
-        groups = [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-                  {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}]
-        return MuonWithAdamW(hidden, [g for g in groups if g["params"]], muon_lr=cfg.muon_lr,
+        return MuonWithAdamW(hidden, _decay_groups(rest, cfg.weight_decay), muon_lr=cfg.muon_lr,
                              adamw_lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     betas = (cfg.beta1, cfg.beta2)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+    return torch.optim.AdamW(_decay_groups(params, cfg.weight_decay), lr=cfg.lr, betas=betas)
+
+
+def _decay_groups(params: list[Tensor], weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on ≥2-D weights (matrices, embeddings), none on biases and gains."""
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=betas)
+    return [g for g in groups if g["params"]]
 
 
 def _batch_size(batch: Any) -> int:
