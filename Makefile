@@ -29,8 +29,10 @@ demo: install
 	$(PYTHON) -m deepatlas report
 	@echo "Open runs/atlas.html in a browser to see every place, its numbers and plots."
 
+# one pytest-xdist worker per core, each on one thread; tests of one file stay on one worker
+TEST_WORKERS ?= auto
 test: install-test
-	$(PYTHON) -m pytest tests
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: install-test
 	$(PYTHON) bench/run.py

@@ -1,12 +1,30 @@
-"""Shared test helpers."""
+"""Shared test helpers.
+
+`make test` runs the suite on two pytest-xdist workers (one per core). Each worker then keeps
+torch and BLAS to one thread: two workers with two threads each would put four busy threads on two
+cores, and OpenMP's barriers collapse when a sibling thread is descheduled (core/threads.py)."""
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from deepatlas.core.registry import find, run_experiment
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+WORKER_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, torch.get_num_threads()))
+torch.set_num_threads(WORKER_THREADS)
+if WORKER_THREADS == 1:
+    threadpool_limits(limits=1, user_api="blas")
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """Experiments that load SmolLM2 set their own thread count; give the worker its own back."""
+    yield
+    if torch.get_num_threads() != WORKER_THREADS:
+        torch.set_num_threads(WORKER_THREADS)
 
 
 @pytest.fixture
