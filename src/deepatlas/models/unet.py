@@ -16,6 +16,16 @@ Residual block (He et al. 2016 with GroupNorm, Wu & He 2018): h = conv(SiLU(GN(x
 h = conv(dropout(SiLU(GN(h)))); out = x' + h (x' = 1×1 conv of x when channels change).
 Self-attention is nn.attention.MultiHeadAttention over the H·W positions, with GroupNorm before
 it and a residual around it.
+
+Text conditioning (Rombach et al. 2022 "High-Resolution Image Synthesis with Latent Diffusion
+Models" §3.3, eq. 3): with UNetConfig.context_dim > 0 every attention becomes a SpatialTransformer
+(diffusers' Transformer2DModel): GN, 1×1 conv, then a pre-norm Transformer block over the H·W
+positions — self-attention, cross-attention to the text tokens τ_θ(y) (B, S, context_dim),
+    Attention(Q, K, V) = softmax(Q Kᵀ/√d) V,  Q = W_Q φ(z_t),  K = W_K τ_θ(y),  V = W_V τ_θ(y),
+and a GEGLU feed-forward — then a 1×1 conv and the residual. The layout then equals diffusers'
+UNet2DConditionModel (CrossAttn*Block2D where attention is on; tests/models/test_ldm.py).
+The residual blocks take temb_dim=None for networks without a time step (the autoencoder of
+models/autoencoder_kl.py).
 """
 from __future__ import annotations
 
@@ -27,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepatlas.nn.attention import MultiHeadAttention
+from deepatlas.nn.blocks import TransformerBlock
 
 
 def timestep_embedding(t: Tensor, dim: int, flip_sin_to_cos: bool = True, freq_shift: float = 0.0,
@@ -48,23 +59,24 @@ def timestep_embedding(t: Tensor, dim: int, flip_sin_to_cos: bool = True, freq_s
 
 
 class ResBlock(nn.Module):
-    """GN-SiLU-conv, + projected time embedding, GN-SiLU-dropout-conv, + shortcut."""
+    """GN-SiLU-conv, + projected time embedding (unless temb_dim is None), GN-SiLU-dropout-conv, + shortcut."""
 
-    def __init__(self, c_in: int, c_out: int, temb_dim: int, groups: int, dropout: float = 0.0,
+    def __init__(self, c_in: int, c_out: int, temb_dim: int | None, groups: int, dropout: float = 0.0,
                  eps: float = 1e-5):
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, c_in, eps=eps)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.time_proj = nn.Linear(temb_dim, c_out)
+        self.time_proj = nn.Linear(temb_dim, c_out) if temb_dim else None
         self.norm2 = nn.GroupNorm(groups, c_out, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
-    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, temb: Tensor | None = None) -> Tensor:
         """x (B, c_in, H, W), temb (B, temb_dim) -> (B, c_out, H, W)."""
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.time_proj(F.silu(temb))[:, :, None, None]           # the step enters every block
+        if self.time_proj is not None:
+            h = h + self.time_proj(F.silu(temb))[:, :, None, None]       # the step enters every block
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.shortcut(x) + h
 
@@ -79,17 +91,57 @@ class SpatialSelfAttention(nn.Module):
         self.norm = nn.GroupNorm(groups, channels, eps=eps)
         self.attn = MultiHeadAttention(channels, channels // head_dim, bias=True)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         B, C, H, W = x.shape
         h = self.norm(x).reshape(B, C, H * W).transpose(1, 2)            # (B, HW, C)
         h = self.attn(h)                                                # (B, HW, C)
         return x + h.transpose(1, 2).reshape(B, C, H, W)
 
 
+def _sd_attention(dim: int, heads: int, context_dim: int | None = None) -> MultiHeadAttention:
+    """Stable Diffusion's attention: q/k/v without bias, the output projection with one."""
+    attn = MultiHeadAttention(dim, heads, bias=False, context_dim=context_dim)
+    attn.o_proj = nn.Linear(dim, dim)
+    return attn
+
+
+class SpatialTransformer(nn.Module):
+    """x + proj_out(Block(proj_in(GN(x)), context)): LDM's cross-attention to the text tokens (§3.3).
+
+    The block is nn.blocks.TransformerBlock as a pre-norm decoder block — x += SelfAttn(LN(x));
+    x += CrossAttn(LN(x), context); x += GEGLU-FFN(LN(x)) — over the H·W positions."""
+
+    def __init__(self, channels: int, head_dim: int, groups: int, context_dim: int, depth: int = 1):
+        super().__init__()
+        if channels % head_dim:
+            raise ValueError(f"attention channels {channels} not divisible by head_dim {head_dim}")
+        heads = channels // head_dim
+        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.proj_in = nn.Conv2d(channels, channels, 1)
+        self.blocks = nn.ModuleList()
+        for _ in range(depth):
+            block = TransformerBlock(channels, heads, 4 * channels, cross_attention=True, norm_first=True,
+                                     activation="geglu")
+            block.self_attn = _sd_attention(channels, heads)
+            block.cross_attn = _sd_attention(channels, heads, context_dim)    # K, V from τ_θ(y)
+            self.blocks.append(block)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """x (B, C, H, W), context (B, S, context_dim) -> (B, C, H, W)."""
+        if context is None:
+            raise ValueError("this U-Net is text-conditional: pass context (B, S, context_dim), the text tokens")
+        B, C, H, W = x.shape
+        h = self.proj_in(self.norm(x)).reshape(B, C, H * W).transpose(1, 2)   # (B, HW, C)
+        for block in self.blocks:
+            h = block(h, context)                                             # (B, HW, C)
+        return x + self.proj_out(h.transpose(1, 2).reshape(B, C, H, W))
+
+
 class Level(nn.Module):
     """One resolution of the U-Net: ResBlocks (each optionally followed by attention) and a resampler."""
 
-    def __init__(self, resnets: list[ResBlock], attentions: list[SpatialSelfAttention],
+    def __init__(self, resnets: list[ResBlock], attentions: list[nn.Module],
                  resample: nn.Module | None):
         super().__init__()
         self.resnets = nn.ModuleList(resnets)
@@ -118,6 +170,7 @@ class UNetConfig:
     groups: int = 8                            # GroupNorm groups
     head_dim: int = 16                         # attention head size
     class_embeds: int = 0                      # > 0: a label embedding added to temb (n classes + null)
+    context_dim: int = 0                       # > 0: cross-attention to text tokens of this width (LDM)
     dropout: float = 0.0
 
 
@@ -140,7 +193,9 @@ class UNet(nn.Module):
         def res(a: int, b: int) -> ResBlock:
             return ResBlock(a, b, temb, cfg.groups, cfg.dropout)
 
-        def attn(c: int) -> SpatialSelfAttention:
+        def attn(c: int) -> nn.Module:
+            if cfg.context_dim:
+                return SpatialTransformer(c, cfg.head_dim, cfg.groups, cfg.context_dim)
             return SpatialSelfAttention(c, cfg.head_dim, cfg.groups)
 
         last = len(cfg.channels) - 1
@@ -169,7 +224,9 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(cfg.groups, c0)
         self.conv_out = nn.Conv2d(c0, cfg.out_channels, 3, padding=1)
 
-    def forward(self, x: Tensor, t: Tensor | int, labels: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor | int, labels: Tensor | None = None, context: Tensor | None = None
+                ) -> Tensor:
+        """context (B, S, context_dim): the text tokens a text-conditional U-Net cross-attends to."""
         B = x.shape[0]
         t = torch.as_tensor(t, device=x.device).reshape(-1).expand(B)                  # (B,)
         temb = self.time_mlp(timestep_embedding(t, self.cfg.channels[0]))              # (B, 4·c0)
@@ -179,23 +236,25 @@ class UNet(nn.Module):
             temb = temb + self.class_embedding(labels)
         elif labels is not None:
             raise ValueError("labels given to an unconditional U-Net (UNetConfig.class_embeds=0)")
+        if context is not None and not self.cfg.context_dim:
+            raise ValueError("context given to a U-Net without cross-attention (UNetConfig.context_dim=0)")
         h = self.conv_in(x)                                                            # (B, c0, H, W)
         skips = [h]
         for level in self.downs:
             for j, block in enumerate(level.resnets):
                 h = block(h, temb)
                 if len(level.attentions):
-                    h = level.attentions[j](h)
+                    h = level.attentions[j](h, context)
                 skips.append(h)
             if level.resample is not None:
                 h = level.resample(h)                                  # (B, c, H/2, W/2)
                 skips.append(h)
-        h = self.mid[2](self.mid[1](self.mid[0](h, temb)), temb)
+        h = self.mid[2](self.mid[1](self.mid[0](h, temb), context), temb)
         for level in self.ups:
             for j, block in enumerate(level.resnets):
                 h = block(torch.cat([h, skips.pop()], dim=1), temb)    # skip connection
                 if len(level.attentions):
-                    h = level.attentions[j](h)
+                    h = level.attentions[j](h, context)
             if level.resample is not None:
                 h = level.resample(h)                                  # (B, c, 2H, 2W)
         return self.conv_out(F.silu(self.norm_out(h)))
