@@ -46,6 +46,38 @@ def minilm_embeddings_per_s(batch: int = 32) -> dict:
                   "sentence-transformers (same weights)", 1.2, higher_is_better=True)
 
 
+def _minilm_bf16(peer_bf16: bool) -> dict:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from deepatlas.models.sentence_encoder import load_minilm, minilm_dir
+
+    texts = _paragraphs()
+    ours, st = load_minilm(), SentenceTransformer(str(minilm_dir()), device="cpu")
+    cos = (ours.encode(texts) * ours.encode(texts, bf16=True)).sum(-1).min().item()
+    if cos < 0.9999:
+        raise AssertionError(f"bf16 embeddings drift: min cosine to fp32 {cos:.6f} < 0.9999")
+
+    def peer():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=peer_bf16):
+            st.encode(texts, batch_size=32, normalize_embeddings=True)
+
+    t = interleaved_median_times({"ours": lambda: ours.encode(texts, batch_size=32, bf16=True), "st": peer},
+                                 warmup=1, repeats=3)
+    return result("minilm_embeddings_per_s_bf16" + ("_both" if peer_bf16 else "_vs_st_fp32"), "sentences/s",
+                  len(texts) / t["ours"], len(texts) / t["st"],
+                  f"sentence-transformers ({'bf16 autocast' if peer_bf16 else 'fp32'}, same weights)",
+                  1.2 if not peer_bf16 else 1.0, higher_is_better=True)
+
+
+def minilm_embeddings_per_s_bf16() -> dict:
+    return _minilm_bf16(peer_bf16=False)
+
+
+def minilm_embeddings_per_s_bf16_both() -> dict:
+    return _minilm_bf16(peer_bf16=True)
+
+
 def word2vec_vs_gensim(n_words: int = 300_000) -> dict:
     import torch
     from gensim.models import Word2Vec as GensimWord2Vec
@@ -71,4 +103,5 @@ def word2vec_vs_gensim(n_words: int = 300_000) -> dict:
     return result("word2vec_sg_epoch_300k_words", "s", t["ours"], t["gensim"], "gensim Word2Vec (C, 1 worker)", 0.2)
 
 
-BENCHMARKS = [minilm_embeddings_per_s, word2vec_vs_gensim]
+BENCHMARKS = [minilm_embeddings_per_s, minilm_embeddings_per_s_bf16, minilm_embeddings_per_s_bf16_both,
+              word2vec_vs_gensim]

@@ -64,6 +64,14 @@ def test_batching_and_order_do_not_change_embeddings(minilm):
     assert enc.encode([]).shape == (0, 384)
 
 
+def test_bf16_embeddings_stay_within_cosine_1e_4_of_fp32(minilm):
+    enc = minilm[0]
+    fp32, bf16 = enc.encode(TEXTS), enc.encode(TEXTS, bf16=True)
+    assert bf16.dtype == torch.float32 and torch.allclose(bf16.norm(dim=1), torch.ones(len(TEXTS)), atol=1e-6)
+    assert (fp32 * bf16).sum(dim=1).min() > 0.9999
+    assert not torch.equal(fp32, bf16)          # it did run in bf16
+
+
 def test_paraphrases_score_above_unrelated_pairs(minilm):
     enc = minilm[0]
     pairs = [("A man is eating food.", "A man is eating a piece of bread."),
