@@ -7,8 +7,8 @@ import torch
 
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install 'deepatlas[reference]'")
 
-from deepatlas.deploy.onnx import (GPTWithPast, classify, export_classifier, export_gpt,  # noqa: E402
-                                   greedy_onnx, greedy_torch, quantize_int8, session)
+from deepatlas.deploy.onnx import (GPTWithPast, classify, export_classifier, export_decoder,  # noqa: E402
+                                   export_gpt, greedy_onnx, greedy_torch, past_shape, quantize_int8, session)
 from deepatlas.foundations.mlp import MLP  # noqa: E402
 from deepatlas.models.gpt import GPT, GPTConfig  # noqa: E402
 
@@ -79,3 +79,35 @@ def test_greedy_text_identical_and_int8_smaller(gpt_onnx, tmp_path):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.onnx"):
         session(tmp_path / "nothing.onnx")
+
+
+def test_llama_with_gqa_and_rope_equals_torch(tmp_path):
+    """Our Llama (RoPE, GQA 4 query / 2 key-value heads, RMSNorm, tied head): prefill, then the
+    cache a few positions at a time, then greedy tokens — all equal PyTorch."""
+    from deepatlas.models.llama import Llama, LlamaConfig
+
+    torch.manual_seed(0)
+    llama = Llama(LlamaConfig(vocab_size=80, dim=64, n_layer=2, n_head=4, n_kv_head=2, ffn_dim=96,
+                              context_length=64)).eval()
+    shape = past_shape(llama)
+    assert shape == {"n_layer": 2, "n_head": 2, "head_dim": 16}          # the cache keeps the kv heads only
+    sess = session(export_decoder(llama, tmp_path / "llama.onnx"))
+    ids = torch.randint(0, 80, (2, 9))
+    with torch.no_grad():
+        want = llama(ids).numpy()
+    parts, past_k = [], np.zeros((2, 2, 2, 0, 16), np.float32)
+    past_v = past_k
+    for a, b in ((0, 4), (4, 8), (8, 9)):
+        out, past_k, past_v = sess.run(None, {"ids": ids[:, a:b].numpy(), "past_k": past_k, "past_v": past_v})
+        parts.append(out)
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), want, atol=1e-4, rtol=0)
+    tokens, logits = greedy_onnx(sess, [5, 7, 11], 20, **shape)
+    want_tokens, want_logits = greedy_torch(llama, [5, 7, 11], 20)
+    assert tokens == want_tokens
+    assert max(np.abs(a - b).max() for a, b in zip(logits, want_logits)) < 1e-4
+    assert all(m.fast for m in llama.modules() if hasattr(m, "fast") and type(m).__name__ == "RMSNorm")
+
+
+def test_an_unknown_model_is_named():
+    with pytest.raises(TypeError, match="MLP.*valid: GPT, Llama"):
+        past_shape(MLP([4, 2]))

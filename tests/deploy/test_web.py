@@ -48,3 +48,34 @@ def test_page_outputs_equal_torch(tmp_path):
     assert gen["tokens"] == tokens and gen["text"] == "Mr. Knightley" + "".join(vocab[t] for t in tokens)
     assert max(np.abs(np.array(a) - b).max() for a, b in zip(gen["logits"], logits)) < 1e-5
     assert gen["tokens_per_s"] > 0 and shot.stat().st_size > 10_000
+
+
+def test_page_bpe_tokenizer_and_llama_equal_ours(tmp_path):
+    """A byte-level BPE (the "smollm" pre-tokeniser, a ChatML special token) tokenizes in the page as
+    text/bpe.py does, and a random-weight Llama (RoPE, GQA) generates PyTorch's greedy tokens."""
+    from deepatlas.deploy.onnx import export_decoder, past_shape
+    from deepatlas.deploy.web import page_logits, unicode_class_mismatch
+    from deepatlas.models.llama import Llama, LlamaConfig
+    from deepatlas.text.bpe import ByteLevelBPE
+
+    bpe = ByteLevelBPE.train(["The cat sat on the mat. 2026 cafés, naïve, 中文.\n" * 10, "the then these 314"], 320,
+                             special_tokens=["<|im_end|>"], pretokenizer="smollm")
+    torch.manual_seed(0)
+    llama = Llama(LlamaConfig(vocab_size=len(bpe), dim=32, n_layer=2, n_head=4, n_kv_head=2, ffn_dim=64,
+                              context_length=128)).eval()
+    texts = ["The  cat\tsat\n\n", "digits 1234567 and 3.14", "café 中文 🤗 ÿ\u00a0\u3000\u0085\ufeff", "a<|im_end|>b don't",
+             "   "]
+    site = write_site(tmp_path / "site", gpt={"model": export_decoder(llama, tmp_path / "llama.onnx"), "bpe": bpe,
+                                              **past_shape(llama), "prompt": "The cat", "new_tokens": 8,
+                                              "check_texts": texts, "class_check_up_to": 0x3100})
+    result = run_in_chromium(site, query="?prompt=caf%C3%A9%202026%20")
+    assert result["console_errors"] == []
+    assert [c["ids"] for c in result["checks"]] == [bpe.encode(t) for t in texts]
+    assert [c["text"] for c in result["checks"]] == [bpe.decode(bpe.encode(t)) for t in texts]
+    assert unicode_class_mismatch(result["classes"], 0x3100) == {"L": 0, "N": 0, "s": 0}
+    gen, prompt = result["generation"], bpe.encode("café 2026 ")
+    assert gen["prompt_ids"] == prompt
+    tokens, logits = greedy_torch(llama, prompt, 8)
+    assert gen["tokens"] == tokens and gen["text"] == "café 2026 " + bpe.decode(tokens)
+    assert max(np.abs(a - b).max() for a, b in zip(page_logits(gen), logits)) < 1e-4
+    assert gen["decode_tokens_per_s"] > 0

@@ -4,8 +4,14 @@ ONNX is a graph of standard operators (MatMul, Softmax, LayerNormalization, …)
 other than PyTorch execute: onnxruntime in Python, C++, mobile and — as WebAssembly — in a web
 page (deploy/web.py). Exporter: torch.onnx.export(..., dynamo=False), the TorchScript tracer:
 it records the operators one example input runs and keeps the batch and sequence lengths
-symbolic (dynamic_axes). (The torch.export-based dynamo exporter also handles these models; the
-tracer is used because it accepts a KV cache of length 0, the first step of generation.)
+symbolic (dynamic_axes). Why not the torch.export-based dynamo exporter: it needs the
+`onnxscript` package, which this project does not depend on (`onnx` is enough for the tracer),
+and the tracer's graph accepts a KV cache of length 0, the first step of generation, as the
+tests check; the dynamo route was not tried here. The same step serves our GPT
+and our Llama / SmolLM2 (RoPE, grouped-query attention); RMSNorm is traced as its formula, since
+aten::rms_norm has no ONNX op below opset 23. A tied output head is stored twice in the file —
+the embedding table for Gather and its transpose, folded into a constant for the head's MatMul
+(+108 MB for SmolLM2: 624 MB instead of 516); int8 quantises both copies.
 
 A KV cache as explicit inputs and outputs: an ONNX graph holds no state, so the decoding step is
 
@@ -16,9 +22,11 @@ with keys/values of each layer  K = [K_past ; K_new]  (concatenated along positi
 P..P+T-1, and the causal mask  keep[i, j] = (j ≤ P + i)  computed in the graph from P and T, so
 the one graph serves the prompt (P = 0, T = prompt) and every next token (T = 1).
 
-int8 dynamic quantisation (onnxruntime.quantization.quantize_dynamic): weights of MatMul/Gemm
-are stored as int8 with one scale per tensor, w ≈ s·q, q = round(w/s) ∈ [-127, 127], s = max|w|/127;
-activations are quantised on the fly per call (hence "dynamic"), so no calibration data is needed.
+int8 dynamic quantisation (onnxruntime.quantization.quantize_dynamic): weights of MatMul (and
+an embedding's Gather) are stored as int8 with one scale per tensor, w ≈ s·q, q = round(w/s) ∈
+[-127, 127], s = max|w|/127; activations are quantised on the fly per call (hence "dynamic"; uint8,
+one scale per tensor), so no calibration data is needed — and an activation with a few outlier
+features loses the rest of its resolution (SmolLM2: +0.75 nats/token, experiments/s5_smollm2_web.py).
 """
 from __future__ import annotations
 
@@ -34,6 +42,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepatlas.models.gpt import GPT
+from deepatlas.models.llama import Llama
+from deepatlas.nn.norms import RMSNorm
 
 
 def _onnxruntime():
@@ -62,33 +72,85 @@ class _ConcatCache:
         return k, v
 
 
-class GPTWithPast(nn.Module):
-    """Our GPT as a pure function of (ids, past_k, past_v) -> (logits, present_k, present_v)."""
+class _DecoderWithPast(nn.Module):
+    """A decoder as a pure function (ids, past_k, past_v) -> (logits, present_k, present_v).
+    Subclasses say how tokens enter (embed) and leave (head); the blocks, cache and mask are shared."""
 
-    def __init__(self, gpt: GPT) -> None:
+    def __init__(self, model: nn.Module, n_layer: int, n_kv_head: int, head_dim: int) -> None:
         super().__init__()
-        self.gpt = gpt.eval()
+        self.model = model.eval()
+        self.past_shape = (n_layer, n_kv_head, head_dim)
+
+    def embed(self, ids: Tensor, q_pos: Tensor, P: int) -> tuple[Tensor, int | Tensor]:
+        """-> h_0 (B, T, d) and the `pos` the blocks take."""
+        raise NotImplementedError
+
+    def head(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
 
     def forward(self, ids: Tensor, past_k: Tensor, past_v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        gpt = self.gpt
         T, P = ids.shape[1], past_k.shape[3]
         q_pos = torch.arange(T, device=ids.device) + P                   # (T,)  positions P..P+T-1
         # keep[i, j] = (j ≤ P + i): query i sees the past and the new keys up to itself   (T, S)
         keep = torch.arange(P + T, device=ids.device)[None, :] <= q_pos[:, None]
         cache = _ConcatCache(past_k, past_v)
-        # h_0 = W_e[x] + W_p[pos]                                          (B, T, d)
-        x = gpt.wte(ids) + F.embedding(q_pos, gpt.wpe.weight)[None]
-        for i, block in enumerate(gpt.blocks):
+        x, pos = self.embed(ids, q_pos, P)                                 # (B, T, d)
+        for i, block in enumerate(self.model.blocks):
             # fast=False: the plain softmax(QKᵀ/√d)V path; tracing the fused one fails (its
             # enable_gqa flag is computed from shapes, which the tracer turns into tensors)
-            x = block(x, mask=keep, causal=False, cache=cache, layer=i, pos=P, fast=False)
-        logits = gpt.lm_head(gpt.ln_f(x))                                 # (B, T, V)
-        return logits, torch.stack(cache.present_k), torch.stack(cache.present_v)
+            x = block(x, mask=keep, causal=False, cache=cache, layer=i, pos=pos, fast=False)
+        return self.head(x), torch.stack(cache.present_k), torch.stack(cache.present_v)  # (B, T, V), ...
 
     def empty_past(self, batch: int = 1) -> tuple[Tensor, Tensor]:
-        c = self.gpt.config
-        shape = (c.n_layer, batch, c.n_head, 0, c.n_embd // c.n_head)
-        return torch.zeros(shape), torch.zeros(shape)
+        L, H, hd = self.past_shape
+        return torch.zeros(L, batch, H, 0, hd), torch.zeros(L, batch, H, 0, hd)
+
+
+class GPTWithPast(_DecoderWithPast):
+    """Our GPT: learned positions, h_0 = W_e[x] + W_p[pos]; cache (L, B, n_head, P, hd)."""
+
+    def __init__(self, gpt: GPT) -> None:
+        c = gpt.config
+        super().__init__(gpt, c.n_layer, c.n_head, c.n_embd // c.n_head)
+
+    def embed(self, ids: Tensor, q_pos: Tensor, P: int) -> tuple[Tensor, int]:
+        gpt = self.model
+        # h_0 = W_e[x] + W_p[pos]                                          (B, T, d)
+        return gpt.wte(ids) + F.embedding(q_pos, gpt.wpe.weight)[None], P
+
+    def head(self, x: Tensor) -> Tensor:
+        return self.model.lm_head(self.model.ln_f(x))
+
+
+class LlamaWithPast(_DecoderWithPast):
+    """Our Llama / SmolLM2: no position table — RoPE rotates q, k at positions P..P+T-1 (the
+    rotary cos/sin table is a constant of the graph, so positions stop at its length, 4096 for
+    SmolLM2); grouped-query attention keeps only n_kv_head heads in the cache (L, B, n_kv, P, hd)."""
+
+    def __init__(self, llama: Llama) -> None:
+        c = llama.config
+        super().__init__(llama, c.n_layer, c.n_kv_head, c.head_dim)
+
+    def embed(self, ids: Tensor, q_pos: Tensor, P: int) -> tuple[Tensor, Tensor]:
+        return self.model.embed(ids), q_pos[None]                          # (B, T, d), (1, T)
+
+    def head(self, x: Tensor) -> Tensor:
+        return self.model.lm_head(self.model.norm(x))
+
+
+def with_past(model: nn.Module) -> _DecoderWithPast:
+    """The (ids, past) -> (logits, present) function of our GPT or Llama."""
+    if isinstance(model, GPT):
+        return GPTWithPast(model)
+    if isinstance(model, Llama):
+        return LlamaWithPast(model)
+    raise TypeError(f"no ONNX decoding step for {type(model).__name__}; valid: GPT, Llama")
+
+
+def past_shape(model: nn.Module) -> dict[str, int]:
+    """n_layer, n_head (the cached key/value heads) and head_dim, as greedy_onnx takes them."""
+    L, H, hd = with_past(model).past_shape
+    return {"n_layer": L, "n_head": H, "head_dim": hd}
 
 
 @contextlib.contextmanager
@@ -101,22 +163,39 @@ def _quiet_tracer():
         yield
 
 
-def export_gpt(gpt: GPT, path: str | Path, opset: int = 17) -> Path:
-    """Write `gpt` as an ONNX decoding step with the KV cache as inputs/outputs (see above)."""
+@contextlib.contextmanager
+def _plain_rms_norms(model: nn.Module):
+    """RMSNorm's formula instead of F.rms_norm while exporting: the tracer has no ONNX op for
+    aten::rms_norm below opset 23 (RMSNormalization), which onnxruntime-web 1.30 lacks."""
+    norms = [m for m in model.modules() if isinstance(m, RMSNorm) and m.fast]
+    for m in norms:
+        m.fast = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.fast = True
+
+
+def export_decoder(model: GPT | Llama, path: str | Path, opset: int = 17) -> Path:
+    """Write our GPT or Llama as an ONNX decoding step with the KV cache as inputs/outputs (above)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    step = GPTWithPast(gpt)
-    c = gpt.config
+    step = with_past(model)
+    L, H, hd = step.past_shape
     ids = torch.zeros(1, 3, dtype=torch.long)
-    past = torch.zeros(c.n_layer, 1, c.n_head, 2, c.n_embd // c.n_head)
+    past = torch.zeros(L, 1, H, 2, hd)
     axes = {"ids": {0: "batch", 1: "new"}, "logits": {0: "batch", 1: "new"},
             "past_k": {1: "batch", 3: "past"}, "past_v": {1: "batch", 3: "past"},
             "present_k": {1: "batch", 3: "total"}, "present_v": {1: "batch", 3: "total"}}
-    with torch.no_grad(), _quiet_tracer():
+    with torch.no_grad(), _quiet_tracer(), _plain_rms_norms(model):
         torch.onnx.export(step, (ids, past, past.clone()), str(path), dynamo=False, opset_version=opset,
                           input_names=["ids", "past_k", "past_v"],
                           output_names=["logits", "present_k", "present_v"], dynamic_axes=axes)
     return path
+
+
+export_gpt = export_decoder   # the name S5's char-GPT part calls it by
 
 
 def export_classifier(model: nn.Module, example: Tensor, path: str | Path, opset: int = 17) -> Path:
@@ -163,7 +242,7 @@ def greedy_onnx(sess, prompt: Sequence[int], new_tokens: int, n_layer: int, n_he
 
 
 @torch.no_grad()
-def greedy_torch(gpt: GPT, prompt: Sequence[int], new_tokens: int) -> tuple[list[int], list[np.ndarray]]:
+def greedy_torch(gpt: GPT | Llama, prompt: Sequence[int], new_tokens: int) -> tuple[list[int], list[np.ndarray]]:
     """The same greedy decoding in PyTorch through the model's own KVCache (the reference)."""
     gpt.eval()
     cache = gpt.new_cache(1, len(prompt) + new_tokens)
@@ -177,15 +256,17 @@ def greedy_torch(gpt: GPT, prompt: Sequence[int], new_tokens: int) -> tuple[list
     return tokens, logits_seen
 
 
-def quantize_int8(path: str | Path, out: str | Path) -> Path:
-    """int8 dynamic quantisation of the weights of an ONNX file (onnxruntime.quantization)."""
+def quantize_int8(path: str | Path, out: str | Path, per_channel: bool = False) -> Path:
+    """int8 dynamic quantisation of the weights of an ONNX file (onnxruntime.quantization).
+    per_channel: one scale per output column of each MatMul weight, s_j = max_i |w_ij| / 127,
+    instead of one per tensor (a column with small weights keeps its resolution)."""
     _onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)   # its "consider pre-processing" hint, every call
     try:
-        quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, per_channel=per_channel)
     finally:
         logging.getLogger().setLevel(quiet)
     return Path(out)

@@ -13,11 +13,14 @@ client) or named by $DEEPATLAS_ORT_WEB. One thread (ort.env.wasm.numThreads = 1)
 WebAssembly need a cross-origin-isolated page (COOP/COEP headers), which a plain static server
 does not send.
 
-The page tokenizes in JavaScript with the char vocabulary of deepatlas.text.char (id = the
-character's index in the vocabulary; an unknown character is an error, as in CharTokenizer), runs
-greedy decoding with the KV cache as explicit tensors (deploy/onnx.py), classifies the test images
-it shows, and leaves everything it computed in `window.deepatlas` for the test to compare with
-PyTorch. Chromium is Debian's /usr/bin/chromium driven by Playwright; no browser is downloaded.
+The page tokenizes in JavaScript: with the char vocabulary of deepatlas.text.char (id = the
+character's index in the vocabulary; an unknown character is an error, as in CharTokenizer), or
+with a byte-level BPE (text/bpe.py, e.g. SmolLM2's from its GGUF) written out as tokenizer.json —
+special tokens cut out whole, the pre-tokeniser's regexes (\\s spelled out, see js_pattern), UTF-8
+bytes as GPT-2's printable characters, the lowest-ranked merge first. It runs greedy decoding
+with the KV cache as explicit tensors (deploy/onnx.py), classifies the test images it shows, and
+leaves everything it computed in `window.deepatlas` for the test to compare with PyTorch.
+Chromium is Debian's /usr/bin/chromium driven by Playwright; no browser is downloaded.
 """
 from __future__ import annotations
 
@@ -30,10 +33,13 @@ import subprocess
 import tarfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepatlas.core.doctor import CHROMIUM  # Debian's /usr/bin/chromium (what `deepatlas doctor` checks)
 from deepatlas.data.cache import cache_dir
+
+if TYPE_CHECKING:
+    from deepatlas.text.bpe import ByteLevelBPE
 
 ORT_WEB_VERSION = "1.30.0"
 ORT_WEB_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
@@ -51,6 +57,16 @@ def find_onnxruntime_web() -> Path | None:
         if folder and all((Path(folder) / f).is_file() for f in ORT_WEB_FILES):
             return Path(folder)
     return None
+
+
+def require_onnxruntime_web() -> Path:
+    """find_onnxruntime_web(), or an error that says how to get it."""
+    found = find_onnxruntime_web()
+    if found is None:
+        raise FileNotFoundError(f"onnxruntime-web {ORT_WEB_VERSION} not found: run `python -c 'from "
+                                "deepatlas.deploy.web import fetch_onnxruntime_web as f; f()'` once (npm), "
+                                "or set DEEPATLAS_ORT_WEB")
+    return found
 
 
 def fetch_onnxruntime_web() -> Path:
@@ -93,7 +109,7 @@ INDEX_HTML = """<!doctype html>
 <p id="status">loading onnxruntime-web (WebAssembly)…</p>
 <section id="classify" hidden><h2>Fashion-MNIST classifier</h2>
  <p id="accuracy"></p><div class="images" id="images"></div></section>
-<section id="generate" hidden><h2>GPT trained on Jane Austen: greedy text</h2>
+<section id="generate" hidden><h2 id="gen-title">GPT trained on Jane Austen: greedy text</h2>
  <p><input id="prompt" size="40"> <button id="go">generate</button></p>
  <pre id="text"></pre><p id="speed"></p></section>
 <script src="ort.wasm.min.js"></script>
@@ -132,32 +148,136 @@ async function classify(spec) {
   return { logits, predictions, correct };
 }
 
-function encode(vocab, text) {                                  // = deepatlas.text.char.CharTokenizer
-  return Array.from(text).map((c, i) => {
-    const id = vocab.indexOf(c);
-    if (id < 0) throw new Error(`character ${JSON.stringify(c)} at position ${i} is not in the vocabulary`);
-    return id;
-  });
+function charTokenizer(vocab) {                                 // = deepatlas.text.char.CharTokenizer
+  return {
+    encode: text => Array.from(text).map((c, i) => {
+      const id = vocab.indexOf(c);
+      if (id < 0) throw new Error(`character ${JSON.stringify(c)} at position ${i} is not in the vocabulary`);
+      return id;
+    }),
+    decode: ids => ids.map(t => vocab[t]).join(""),
+  };
 }
 
-async function generate(spec, sess, prompt) {
-  const ids = encode(spec.vocab, prompt), [L, H, hd, V] = [spec.n_layer, spec.n_head, spec.head_dim, spec.vocab.length];
+function byteLevelBPE(t) {                                      // = deepatlas.text.bpe.ByteLevelBPE
+  const vocab = new Map(t.tokens.map((s, i) => [s, i]));
+  const ranks = new Map(t.merges.map((m, i) => [m, i]));        // "a b" -> rank; a repeated pair keeps its last
+  const byteChar = [], charByte = new Map();                    // GPT-2's bytes_to_unicode
+  for (let b = 0, shift = 0; b < 256; b++) {
+    const printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    const c = String.fromCodePoint(printable ? b : 256 + shift++);
+    byteChar.push(c); charByte.set(c, b);
+  }
+  const specials = new Set(t.specials);
+  const esc = s => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const specialRx = t.specials.length ? new RegExp("(" + [...t.specials].sort((a, b) => b.length - a.length).map(esc).join("|") + ")") : null;
+  const regexes = t.patterns.map(p => new RegExp(p, "gu"));
+  const utf8 = new TextEncoder(), cache = new Map();
+  function words(text) {                                        // each regex splits every piece, gaps kept
+    let pieces = [text];
+    for (const rx of regexes) {
+      const out = [];
+      for (const piece of pieces) {
+        let start = 0;
+        for (const m of piece.matchAll(rx)) {
+          if (m.index > start) out.push(piece.slice(start, m.index));
+          if (m[0].length) out.push(m[0]);
+          start = m.index + m[0].length;
+        }
+        if (start < piece.length) out.push(piece.slice(start));
+      }
+      pieces = out;
+    }
+    return pieces;
+  }
+  function bpe(word) {                                          // merge the lowest-ranked pair, all its occurrences
+    let sym = Array.from(utf8.encode(word), b => byteChar[b]);
+    while (sym.length > 1) {
+      let best = Infinity, a = null, b = null;
+      for (let i = 0; i + 1 < sym.length; i++) {
+        const r = ranks.get(sym[i] + " " + sym[i + 1]);
+        if (r !== undefined && r < best) { best = r; a = sym[i]; b = sym[i + 1]; }
+      }
+      if (a === null) break;
+      const merged = [];
+      for (let i = 0; i < sym.length; i++) {
+        if (i + 1 < sym.length && sym[i] === a && sym[i + 1] === b) { merged.push(a + b); i++; } else merged.push(sym[i]);
+      }
+      sym = merged;
+    }
+    return sym.map(s => { const id = vocab.get(s); if (id === undefined) throw new Error(`token ${JSON.stringify(s)} is not in the vocab`); return id; });
+  }
+  function encode(text) {
+    const ids = [], parts = specialRx ? text.split(specialRx) : [text];
+    parts.forEach((part, i) => {
+      if (!part) return;
+      if (specialRx && i % 2 === 1) { ids.push(vocab.get(part)); return; }
+      for (const w of words(part)) {
+        if (!cache.has(w)) cache.set(w, bpe(w));
+        ids.push(...cache.get(w));
+      }
+    });
+    return ids;
+  }
+  function decode(ids) {                                        // bytes -> UTF-8, invalid bytes -> U+FFFD
+    const dec = new TextDecoder("utf-8"), out = [];
+    let run = [];
+    const flush = () => { out.push(dec.decode(new Uint8Array(run))); run = []; };
+    for (const id of ids) {
+      const tok = t.tokens[id];
+      if (tok === undefined) throw new Error(`id ${id} is not in the vocab (valid: 0..${t.tokens.length - 1})`);
+      if (specials.has(tok)) { flush(); out.push(tok); continue; }
+      for (const c of tok) { const b = charByte.get(c); if (b !== undefined) run.push(b); else run.push(...utf8.encode(c)); }
+    }
+    flush();
+    return out.join("");
+  }
+  return { encode, decode };
+}
+
+function classRanges(source, upTo) {                            // code points < upTo matching /^source$/u as [a, b] ranges
+  const rx = new RegExp("^" + source + "$", "u"), ranges = [];
+  for (let c = 0; c < upTo; c++) {
+    if (!rx.test(String.fromCodePoint(c))) continue;
+    const last = ranges[ranges.length - 1];
+    if (last && last[1] === c - 1) last[1] = c; else ranges.push([c, c]);
+  }
+  return ranges;
+}
+
+function base64(floats) {                                       // Float32Array -> base64 of its bytes
+  const bytes = new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength);
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+async function generate(spec, tok, sess, prompt) {
+  const ids = tok.encode(prompt), [L, H, hd] = [spec.n_layer, spec.n_head, spec.head_dim];
   let pastK = new ort.Tensor("float32", new Float32Array(0), [L, 1, H, 0, hd]), pastV = pastK;
-  let input = ids, tokens = [], lastLogits = [];
+  let input = ids, tokens = [], lastLogits = [], t1 = 0;
   const t0 = performance.now();
   for (let n = 0; n < spec.new_tokens; n++) {                     // prompt in one call, then 1 token a call
     const feeds = { ids: new ort.Tensor("int64", BigInt64Array.from(input.map(BigInt)), [1, input.length]), past_k: pastK, past_v: pastV };
     const out = await sess.run(feeds);
-    const last = (input.length - 1) * V;
-    lastLogits.push(Array.from(out.logits.data.slice(last, last + V)));
-    tokens.push(argmax(out.logits.data, last, V));
+    const V = out.logits.dims[2], last = out.logits.data.subarray((input.length - 1) * V, input.length * V);
+    lastLogits.push(V <= 1024 ? Array.from(last) : base64(last));  // a big vocab travels as bytes
+    tokens.push(argmax(last, 0, V));
+    if (n === 0) t1 = performance.now();
     input = [tokens[tokens.length - 1]]; pastK = out.present_k; pastV = out.present_v;
   }
-  const seconds = (performance.now() - t0) / 1000;
-  const text = prompt + tokens.map(t => spec.vocab[t]).join("");
+  const t2 = performance.now(), seconds = (t2 - t0) / 1000;
+  const decodeRate = tokens.length > 1 ? (tokens.length - 1) / ((t2 - t1) / 1000) : 0;
+  const text = prompt + tok.decode(tokens);
   document.getElementById("text").textContent = text;
-  document.getElementById("speed").textContent = `${tokens.length} tokens in ${seconds.toFixed(2)} s: ${(tokens.length / seconds).toFixed(0)} tokens/s (WASM, 1 thread)`;
-  return { prompt_ids: ids, tokens, text, logits: lastLogits, tokens_per_s: tokens.length / seconds };
+  document.getElementById("speed").textContent = `${tokens.length} tokens in ${seconds.toFixed(2)} s: ${(tokens.length / seconds).toFixed(1)} tokens/s with the prompt, ${decodeRate.toFixed(1)} tokens/s after it (WASM, 1 thread)`;
+  return { prompt_ids: ids, tokens, text, logits: lastLogits, tokens_per_s: tokens.length / seconds,
+           decode_tokens_per_s: decodeRate, prompt_seconds: (t1 - t0) / 1000 };
+}
+
+async function tokenizerOf(spec) {
+  if (spec.tokenizer === "char") return charTokenizer(spec.vocab);
+  return byteLevelBPE(await (await fetch(spec.tokenizer)).json());   // {tokens, merges, specials, patterns}
 }
 
 (async () => {
@@ -166,12 +286,18 @@ async function generate(spec, sess, prompt) {
     const result = {};
     if (manifest.classifier) result.classifier = await classify(manifest.classifier);
     if (manifest.gpt) {
-      const spec = manifest.gpt, sess = await ort.InferenceSession.create(spec.model);
+      const spec = manifest.gpt, tok = await tokenizerOf(spec), t0 = performance.now();
+      const sess = await ort.InferenceSession.create(spec.model);
+      result.load_seconds = (performance.now() - t0) / 1000;
+      result.checks = (spec.check_texts || []).map(text => { const ids = tok.encode(text); return { ids, text: tok.decode(ids) }; });
+      if (spec.class_check_up_to) result.classes = Object.fromEntries(Object.entries(spec.classes).map(
+        ([name, src]) => [name, classRanges(src, spec.class_check_up_to)]));
       const promptBox = document.getElementById("prompt");
       promptBox.value = new URLSearchParams(location.search).get("prompt") || spec.prompt;
+      document.getElementById("gen-title").textContent = spec.title;
       document.getElementById("generate").hidden = false;
-      result.generation = await generate(spec, sess, promptBox.value);
-      document.getElementById("go").onclick = () => generate(spec, sess, promptBox.value).catch(e => { document.getElementById("text").textContent = String(e); });
+      result.generation = await generate(spec, tok, sess, promptBox.value);
+      document.getElementById("go").onclick = () => generate(spec, tok, sess, promptBox.value).catch(e => { document.getElementById("text").textContent = String(e); });
     }
     document.getElementById("status").textContent = `onnxruntime-web ${ort.env.versions ? ort.env.versions.web : ""}, WebAssembly backend`;
     window.deepatlas = { ...result, done: true };
@@ -183,16 +309,81 @@ async function generate(spec, sess, prompt) {
 """
 
 
+# Python's `regex` \s is Unicode White_Space; JavaScript's \s adds U+FEFF and lacks U+0085, so
+# the page spells the class out (checked code point by code point: unicode_class_mismatch).
+WHITESPACE = "\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+CLASSES = {"L": (r"\p{L}", r"\p{L}"), "N": (r"\p{N}", r"\p{N}"), "s": (r"\s", f"[{WHITESPACE}]")}  # Python, JS
+
+
+def js_pattern(pattern: str) -> str:
+    """A pre-tokeniser regex (text/pretokenize.py) for JavaScript's RegExp with flag u: \\s and
+    \\S become the explicit White_Space class; everything else (\\p{L}, (?!...)) is the same syntax."""
+    out, in_class, i = [], False, 0
+    while i < len(pattern):
+        pair = pattern[i:i + 2]
+        if pair == r"\s":
+            out.append(WHITESPACE if in_class else f"[{WHITESPACE}]")
+            i += 2
+            continue
+        if pair == r"\S":
+            if in_class:
+                raise ValueError(f"{pattern!r}: \\S inside [...] has no JavaScript spelling here")
+            out.append(f"[^{WHITESPACE}]")
+            i += 2
+            continue
+        if pattern[i] == "\\":
+            out.append(pair)
+            i += 2
+            continue
+        if pattern[i] in "[]":   # no nested classes in these patterns
+            in_class = pattern[i] == "["
+        out.append(pattern[i])
+        i += 1
+    return "".join(out)
+
+
+def bpe_spec(bpe: "ByteLevelBPE") -> dict:
+    """A deepatlas.text.bpe.ByteLevelBPE as the page's tokenizer.json: tokens by id, merges in
+    rank order, special tokens, pre-tokeniser regexes in JavaScript syntax."""
+    tokens = [bpe.id_to_token.get(i) for i in range(len(bpe.vocab))]
+    if None in tokens:
+        raise ValueError(f"the vocab's ids are not 0..{len(bpe.vocab) - 1}; the page indexes tokens by id")
+    return {"tokens": tokens, "merges": [f"{a} {b}" for a, b in bpe.merges],
+            "specials": list(bpe.special_tokens), "patterns": [js_pattern(p) for p in bpe.pre.patterns]}
+
+
+def _ranges_to_set(ranges: list[list[int]]) -> set[int]:
+    return {c for a, b in ranges for c in range(a, b + 1)}
+
+
+def unicode_class_mismatch(page_classes: dict[str, list[list[int]]], up_to: int) -> dict[str, int]:
+    """Code points < up_to where the page's \\p{L}, \\p{N}, \\s differ from the `regex` module's."""
+    import regex
+
+    text = "".join(map(chr, range(up_to)))
+    return {name: len({m.start() for m in regex.finditer(py, text)} ^ _ranges_to_set(page_classes[name]))
+            for name, (py, _) in CLASSES.items()}
+
+
+def page_logits(generation: dict) -> list:
+    """Each step's last-position logits the page kept (lists, or base64 float32 for a big vocab)."""
+    import base64
+
+    import numpy as np
+
+    return [np.frombuffer(base64.b64decode(x), np.float32) if isinstance(x, str) else np.asarray(x, np.float32)
+            for x in generation["logits"]]
+
+
 def write_site(out_dir: str | Path, classifier: dict | None = None, gpt: dict | None = None,
                ort_dir: Path | None = None) -> Path:
     """A static site in out_dir. classifier = {"model": ONNX path, "x": (N, ...) floats, "pixels":
-    (N, 784) uint8, "labels", "classes"}; gpt = {"model": ONNX path, "vocab": chars, "n_layer",
-    "n_head", "head_dim", "prompt", "new_tokens"}. Raises when onnxruntime-web is not found."""
-    ort_dir = ort_dir or find_onnxruntime_web()
-    if ort_dir is None:
-        raise FileNotFoundError(f"onnxruntime-web {ORT_WEB_VERSION} not found: run `python -c 'from "
-                                "deepatlas.deploy.web import fetch_onnxruntime_web as f; f()'` once (npm), "
-                                "or set DEEPATLAS_ORT_WEB")
+    (N, 784) uint8, "labels", "classes"}; gpt = {"model": ONNX path (deploy.onnx.export_decoder),
+    "vocab": chars or "bpe": a ByteLevelBPE, "n_layer", "n_head" (cached heads), "head_dim",
+    "prompt", "new_tokens"} and optionally "title", "check_texts" (strings the page encodes and
+    decodes) and "class_check_up_to" (the page lists its regex classes' code points below it).
+    Raises when onnxruntime-web is not found."""
+    ort_dir = ort_dir or require_onnxruntime_web()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for f in ORT_WEB_FILES:
@@ -210,10 +401,19 @@ def write_site(out_dir: str | Path, classifier: dict | None = None, gpt: dict | 
         manifest["classifier"] = {"model": "classifier.onnx", "images": "images.json"}
     if gpt is not None:
         shutil.copyfile(gpt["model"], out / "gpt.onnx")
-        manifest["gpt"] = {"model": "gpt.onnx", **{k: gpt[k] for k in
-                                                   ("vocab", "n_layer", "n_head", "head_dim", "prompt", "new_tokens")}}
-        manifest["gpt"]["vocab"] = list(gpt["vocab"])
-    (out / "manifest.json").write_text(json.dumps(manifest))
+        spec = {"model": "gpt.onnx", "title": gpt.get("title", "GPT trained on Jane Austen: greedy text"),
+                "check_texts": list(gpt.get("check_texts", ())),
+                **{k: gpt[k] for k in ("n_layer", "n_head", "head_dim", "prompt", "new_tokens")}}
+        if "bpe" in gpt:
+            (out / "tokenizer.json").write_text(json.dumps(bpe_spec(gpt["bpe"]), ensure_ascii=False), "utf-8")
+            spec["tokenizer"] = "tokenizer.json"
+        else:
+            spec.update(tokenizer="char", vocab=list(gpt["vocab"]))
+        if gpt.get("class_check_up_to"):
+            spec.update(class_check_up_to=int(gpt["class_check_up_to"]),
+                        classes={name: js for name, (_, js) in CLASSES.items()})
+        manifest["gpt"] = spec
+    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), "utf-8")
     return out
 
 
