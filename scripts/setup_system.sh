@@ -4,6 +4,7 @@
 #   King James Bible    apt bible-kjv              -> the `bible` command
 #   speech              apt espeak-ng, pocketsphinx-testdata (LibriVox recordings with transcripts)
 #   Chromium            apt chromium               -> /usr/bin/chromium (browser test of the atlas)
+#   npm                 apt npm                    -> fetches onnxruntime-web for S5's page (make install-test)
 #   Jane Austen novels  apt r-cran-janeaustenr, unpacked (not installed: no R needed)
 #                       -> $DEEPATLAS_CACHE/janeaustenr (default ~/.cache/deepatlas)
 set -u
@@ -19,6 +20,7 @@ command -v bible >/dev/null || need+=(bible-kjv)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)   # M3: speech synthesised for the CTC recogniser
 [ -f /usr/share/pocketsphinx/test/data/librivox/transcription ] || need+=(pocketsphinx-testdata)   # M3: LibriVox recordings
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the atlas browser test (Playwright drives it)
+command -v npm >/dev/null || need+=(npm)      # S5: `npm pack onnxruntime-web` for the in-browser page
 if [ ${#need[@]} -gt 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null \
     || echo "setup_system: could not install ${need[*]}"
