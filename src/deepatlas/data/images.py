@@ -64,11 +64,14 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def image_grid(x: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
-    """(N, 1, H, W) images in [-1, 1] -> one (rows·(H+pad), nrow·(W+pad)) array in [0, 1] for imshow."""
-    n, _, h, w = x.shape
+    """(N, 1, H, W) images in [-1, 1] -> one (rows·(H+pad), nrow·(W+pad)) array in [0, 1] for imshow;
+    (N, 3, H, W) colour images -> (rows·(H+pad), nrow·(W+pad), 3)."""
+    n, c, h, w = x.shape
     rows = -(-n // nrow)
-    out = torch.ones(rows * (h + pad), nrow * (w + pad))
+    out = torch.ones(rows * (h + pad), nrow * (w + pad), *((3,) if c == 3 else ()))
     for i in range(n):
-        r, c = divmod(i, nrow)
-        out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = to_unit(x[i, 0].detach().cpu())
+        r, col = divmod(i, nrow)
+        tile = to_unit(x[i].detach().cpu())
+        out[r * (h + pad):r * (h + pad) + h, col * (w + pad):col * (w + pad) + w] = (
+            tile.permute(1, 2, 0) if c == 3 else tile[0])
     return out

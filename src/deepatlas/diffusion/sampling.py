@@ -51,21 +51,27 @@ def diffusion_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, labels
 
 
 def guided_denoiser(model: nn.Module, labels: Tensor | None = None, scale: float = 1.0,
-                    null_label: int | None = None) -> Denoiser:
+                    null_label: int | None = None, negative: Tensor | None = None) -> Denoiser:
     """f(x_t, t) for sampling: unconditional, conditional (scale 1), or classifier-free guided.
 
+    labels are class indices (B,) or prompt token ids (B, S) (a text model(x, t, ids)). The
+    unconditional branch reads the null class, or `negative` when given — a negative prompt's ids
+    (or the empty prompt's), as diffusers' StableDiffusionPipeline swaps in negative_prompt_embeds:
+        ε̃ = ε(x_t, n) + w (ε(x_t, y) − ε(x_t, n)),   n = ∅ (null) or the negative prompt.
     The guided output is formed on the raw network output (ε, x_0 or v alike: eq. 6 is linear)."""
     if labels is None:
         return lambda x, t: model(x, t)
-    if scale == 1.0 or null_label is None:
+    if negative is not None and negative.shape != labels.shape:
+        raise ValueError(f"negative {tuple(negative.shape)} must have the labels' shape {tuple(labels.shape)}")
+    if scale == 1.0 or (null_label is None and negative is None):
         if scale != 1.0:
-            raise ValueError("classifier-free guidance (scale ≠ 1) needs null_label")
+            raise ValueError("classifier-free guidance (scale ≠ 1) needs null_label or a negative conditioning")
         return lambda x, t: model(x, t, labels)
 
     def guided(x: Tensor, t: Tensor) -> Tensor:
-        null = torch.full_like(labels, null_label)
+        uncond_labels = negative if negative is not None else torch.full_like(labels, null_label)
         # one batch of 2B: the conditional and the unconditional pass share the weights' reads
-        cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
+        cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, uncond_labels])).chunk(2)
         return uncond + scale * (cond - uncond)                              # eq. (6)
 
     return guided

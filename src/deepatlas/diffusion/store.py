@@ -41,14 +41,20 @@ def setup_from_dict(d: dict) -> DDPMSetup:
     return DDPMSetup(**{**d, "channels": tuple(d["channels"]), "attention": tuple(d["attention"])}, train=train)
 
 
-def save_diffusion(folder: Path, model: UNet, setup: DDPMSetup, **extra) -> Path:
+def save_model_folder(folder: Path, model: torch.nn.Module, meta: dict, meta_name: str = META,
+                      weights_name: str = WEIGHTS) -> Path:
+    """folder/weights_name (the state_dict, written atomically) and folder/meta_name (JSON)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{WEIGHTS}.{os.getpid()}.tmp"
+    tmp = folder / f"{weights_name}.{os.getpid()}.tmp"
     torch.save(model.state_dict(), tmp)
-    os.replace(tmp, folder / WEIGHTS)
-    (folder / META).write_text(json.dumps({"kind": KIND, "setup": setup_dict(setup), **extra}, indent=1))
+    os.replace(tmp, folder / weights_name)
+    (folder / meta_name).write_text(json.dumps(meta, indent=1))
     return folder
+
+
+def save_diffusion(folder: Path, model: UNet, setup: DDPMSetup, **extra) -> Path:
+    return save_model_folder(folder, model, {"kind": KIND, "setup": setup_dict(setup), **extra})
 
 
 def load_diffusion(folder: Path) -> tuple[UNet, NoiseSchedule, DDPMSetup, dict]:
