@@ -66,7 +66,8 @@ class Text2ImageSetup:
     p_uncond: float = 0.1                 # caption dropped to ∅ (classifier-free guidance)
     ae_steps: int = 1000                  # autoencoder training steps (latent space only)
     ae_beta: float = 1e-4                 # β of the KL term, per latent element
-    ae_lr: float = 5e-3
+    ae_lr: float = 2e-3
+    ae_batch: int = 32
     n_train: int = 2000
     seed: int = 0
 
@@ -101,7 +102,7 @@ def train_text_to_image(setup: Text2ImageSetup, log=print) -> Trained:
     both = torch.cat([x, x.flip(-1)])                                   # mirrored copies (same captions)
     if model.autoencoder is not None:
         t0 = time.perf_counter()
-        ae_losses = train_autoencoder(model.autoencoder, x, setup.ae_steps, setup.ae_beta, batch=setup.batch,
+        ae_losses = train_autoencoder(model.autoencoder, x, setup.ae_steps, setup.ae_beta, batch=setup.ae_batch,
                                       lr=setup.ae_lr, seed=setup.seed,
                                       log=lambda s, r, k: log(f"  autoencoder step {s}: mse {r:.4f}, kl {k:.3f}"),
                                       log_every=max(1, setup.ae_steps // 4))
@@ -143,7 +144,7 @@ def train_text_to_image(setup: Text2ImageSetup, log=print) -> Trained:
 
 def generate(model: TextToImage, schedule: NoiseSchedule, prompts: list[str], negative: list[str] | str = "",
              scale: float = 3.0, steps: int = 25, seed: int = 0, batch: int = 100, sampler: str = "ddim",
-             eta: float = 0.0) -> Tensor:
+             eta: float = 0.0, latent_clip: float | None = 3.0) -> Tensor:
     """Images (n, 3, H, W) in [-1, 1] for prompts (n,), DDIM (or DDPM) with classifier-free guidance scale w
     whose unconditional branch reads the negative prompt(s) (∅, the empty prompt, by default):
         ε̃ = ε(z_t, t, τ(neg)) + w (ε(z_t, t, τ(prompt)) − ε(z_t, t, τ(neg)))."""
@@ -158,10 +159,12 @@ def generate(model: TextToImage, schedule: NoiseSchedule, prompts: list[str], ne
     def denoiser_for(rows: slice):
         return guided_denoiser(model, ids[rows], scale, negative=neg_ids[rows])
 
-    pixel = model.autoencoder is None
-    # pixels are clipped to [-1, 1] with ε̂ re-derived from the clipped x̂_0 (G8); latents are not clipped
+    # x̂_0 is clipped to the data's range with ε̂ re-derived from the clipped x̂_0 (G8): [-1, 1] for pixels,
+    # ±latent_clip for the unit-variance latents (Stable Diffusion does not clip; a short-trained ε_θ leaves
+    # a residual at high noise that DDIM multiplies by √(ᾱ_0/ᾱ_T) ≈ 100 over the chain: std ≈ 12 unclipped)
+    clip = 1.0 if model.autoencoder is None else latent_clip
     z = sample_batched(denoiser_for, schedule, len(prompts), model.cfg.sample_shape, batch=batch, seed=seed,
-                       sampler=sampler, steps=steps, eta=eta, clip=1.0 if pixel else None, clipped_eps=pixel)
+                       sampler=sampler, steps=steps, eta=eta, clip=clip, clipped_eps=clip is not None)
     return model.to_pixels(z)
 
 
