@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "deepatlas.serve.cli",
     "deepatlas.diffusion.cli",
     "deepatlas.vision.cli",
+    "deepatlas.multimodal.cli",
 ]
 
 
