@@ -1,6 +1,8 @@
 """L9 gpt1-finetune: the task data is what it says, and the quick run's pretrained model beats scratch."""
 import random
 
+import pytest
+
 from deepatlas.experiments.l9_gpt1_finetune import choice_examples, pair_examples, scramble_letters, segments
 
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
@@ -25,15 +27,23 @@ def test_pair_and_choice_examples_hold_the_true_continuation():
     assert w.split()[1] == "the" and w[0] == "a" and sorted(w) == sorted("acknowledged the truth")
 
 
-def test_l9_gpt1_finetune_quick_runs_the_whole_pipeline(run_quick):
-    """The quick setting is a smoke run (too small for transfer to show): held is not asserted."""
+def test_l9_gpt1_finetune_rejects_unknown_tasks():
+    from deepatlas.experiments.l9_gpt1_finetune import Config, gpt1_finetune
+
+    with pytest.raises(ValueError, match="valid: a non-empty selection of pair, choice"):
+        gpt1_finetune(Config(tasks=("pair", "nsp")), None)
+
+
+def test_l9_gpt1_finetune_quick_pretrained_beats_scratch_on_the_pair_task(run_quick):
+    """The quick setting runs the pair task only (no λ = 0 run): the pretrained model beats scratch
+    by ≥ 2 SE (seed 0 measured 62.0% vs 51.1%, +4.9 SE; seeds 1-4: +7.1, +6.4, +3.5, +6.2 SE)."""
     from pathlib import Path
 
     s = run_quick("gpt1-finetune")
     m = s["metrics"]
-    for task in ("pair", "choice"):
-        for setting in ("pretrained", "pretrained_no_aux", "scratch"):
-            assert 0.0 <= m[f"{task}_{setting}"] <= 1.0 and len(m[f"{task}_{setting}_seeds"]) == 1
-        assert set(m["checks"]) == {"pair", "choice"}
-    assert m["pretrain_loss"] < 3.5                   # the LM learned something (start ≈ 4.4)
-    assert (Path(s["dir"]) / "table.md").read_text().count("|") > 20
+    assert s["held"] is True and m["checks"] == {"pair": True}, s["notes"]
+    assert m["pair_gain_se"] >= 2.0 and len(m["pair_pretrained_seeds"]) == 1 and m["n_test"] == 1000
+    assert m["pair_pretrained"] >= 0.56 and 0.45 <= m["pair_scratch"] <= 0.55  # scratch stays at chance
+    assert "choice_pretrained" not in m and "pair_pretrained_no_aux" not in m
+    assert m["pretrain_loss"] < 1.9                   # the LM learned the language (start ≈ 4.4)
+    assert (Path(s["dir"]) / "table.md").read_text().count("|") >= 10
