@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 
 from deepatlas.core.train import TrainConfig, train
-from deepatlas.data.cache import cache_dir
+from deepatlas.data.cache import build_lock, cache_dir
 from deepatlas.data.lm import LMDataset
 from deepatlas.generation.runfolder import TOKENIZER_FILE, save_model
 from deepatlas.models.gpt import GPT, GPTConfig, from_pretrained_hf, lm_loss
@@ -118,20 +118,21 @@ def cached(name: str, key: dict, build: Callable[[], tuple[ChatLM, dict]]) -> tu
     build() -> (model, info) and saved atomically. info gets "cached": True | False."""
     digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=6).hexdigest()
     folder = cache_dir("alignment", f"{name}-{digest}")
-    info_path = folder / "info.json"
-    if info_path.is_file():
-        try:
-            return load_chat_lm(folder), {**json.loads(info_path.read_text()), "cached": True}
-        except (FileNotFoundError, ValueError, OSError):
-            pass                                                # damaged: build again
-    lm, info = build()
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_chat_lm(tmp, lm)
-    (tmp / "info.json").write_text(json.dumps(info))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)                                     # atomic: never half a model
-    return lm, {**info, "cached": False}
+    with build_lock("alignment", f"{name}-{digest}"):   # two processes (pytest workers) build it once
+        info_path = folder / "info.json"
+        if info_path.is_file():
+            try:
+                return load_chat_lm(folder), {**json.loads(info_path.read_text()), "cached": True}
+            except (FileNotFoundError, ValueError, OSError):
+                pass                                                # damaged: build again
+        lm, info = build()
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_chat_lm(tmp, lm)
+        (tmp / "info.json").write_text(json.dumps(info))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)                                     # atomic: never half a model
+        return lm, {**info, "cached": False}
 
 
 def pretrain_base(cfg: BaseConfig, log=print) -> tuple[ChatLM, dict]:

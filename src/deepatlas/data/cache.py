@@ -5,14 +5,37 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:          # not a POSIX system: no cross-process lock (each process builds)
+    fcntl = None
 
 
 def cache_dir(*parts: str) -> Path:
     """$DEEPATLAS_CACHE/<parts> (default ~/.cache/deepatlas/<parts>); not created here."""
     root = os.environ.get("DEEPATLAS_CACHE") or Path.home() / ".cache" / "deepatlas"
     return Path(root).joinpath(*parts)
+
+
+@contextmanager
+def build_lock(*parts: str) -> Iterator[None]:
+    """Hold an exclusive lock on $DEEPATLAS_CACHE/<parts>.lock while a cached item is looked for
+    and, if missing, built and saved. Two processes wanting the same item (two pytest workers,
+    two experiments) then build it once: the second waits, then loads what the first saved."""
+    path = cache_dir(*parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def sha256_file(path: Path) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from deepatlas.core.train import TrainConfig
-from deepatlas.data.cache import cache_dir
+from deepatlas.data.cache import build_lock, cache_dir
 from deepatlas.diffusion.fashion import DDPMSetup, make_unet, train_ddpm
 from deepatlas.diffusion.schedule import NoiseSchedule
 from deepatlas.models.unet import UNet
@@ -89,16 +89,17 @@ def cached_ddpm(setup: DDPMSetup, seed: int = 0, log=print) -> tuple[UNet, Noise
     """The U-Net trained on `setup` (from the cache, or trained now and cached); metadata holds
     train_seconds, the loss curve's ends and whether it came from the cache."""
     folder = cache_dir("ddpm", setup_hash(setup, seed))
-    try:
-        model, schedule, _, meta = load_diffusion(folder)
-        return model, schedule, {**meta, "cached": True}
-    except (NoDiffusionModel, ValueError):
-        pass
-    log(f"training the diffusion model ({setup.train.steps} steps; cached in {folder})")
-    setup = dataclasses.replace(setup, train=dataclasses.replace(setup.train, checkpoint_every=0, eval_every=0))
-    model, schedule, result = train_ddpm(setup, None, seed=seed)
-    losses = result.losses
-    meta = {"train_seconds": result.seconds, "loss_first": losses[0],
-            "loss_last": sum(losses[-20:]) / len(losses[-20:]), "seed": seed}
-    save_diffusion(folder, model, setup, **meta)
-    return model, schedule, {"kind": KIND, **meta, "cached": False}
+    with build_lock("ddpm", folder.name):   # two processes (pytest workers) build it once
+        try:
+            model, schedule, _, meta = load_diffusion(folder)
+            return model, schedule, {**meta, "cached": True}
+        except (NoDiffusionModel, ValueError):
+            pass
+        log(f"training the diffusion model ({setup.train.steps} steps; cached in {folder})")
+        setup = dataclasses.replace(setup, train=dataclasses.replace(setup.train, checkpoint_every=0, eval_every=0))
+        model, schedule, result = train_ddpm(setup, None, seed=seed)
+        losses = result.losses
+        meta = {"train_seconds": result.seconds, "loss_first": losses[0],
+                "loss_last": sum(losses[-20:]) / len(losses[-20:]), "seed": seed}
+        save_diffusion(folder, model, setup, **meta)
+        return model, schedule, {"kind": KIND, **meta, "cached": False}

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepatlas.data.cache import cache_dir
+from deepatlas.data.cache import build_lock, cache_dir
 from deepatlas.data.images import generative_images
 from deepatlas.metrics.fid import fid, inception_score, kid, precision_recall
 
@@ -79,20 +79,21 @@ def feature_network(size: int = 14, data: str = "fashion", steps: int | None = N
     folder = cache_dir("feature-net")
     stem = f"{data}{size}-v{FEATURE_VERSION}-s{steps}-torch{torch.__version__.split('+')[0]}"
     weights, meta = folder / f"{stem}.pt", folder / f"{stem}.json"
-    net = FeatureNet(size)
-    if weights.is_file() and meta.is_file():
-        try:
-            net.load_state_dict(torch.load(weights, weights_only=True))
-            return net.eval(), json.loads(meta.read_text())["test_accuracy"]
-        except (RuntimeError, KeyError, ValueError, EOFError):
-            pass                                   # damaged cache: train again
-    net, acc = _train(data, size, steps)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = weights.with_name(f"{weights.name}.{os.getpid()}.tmp")
-    torch.save(net.state_dict(), tmp)
-    os.replace(tmp, weights)
-    meta.write_text(json.dumps({"test_accuracy": acc, "steps": steps, "size": size}))
-    return net.eval(), acc
+    with build_lock("feature-net", stem):   # two processes (pytest workers) build it once
+        net = FeatureNet(size)
+        if weights.is_file() and meta.is_file():
+            try:
+                net.load_state_dict(torch.load(weights, weights_only=True))
+                return net.eval(), json.loads(meta.read_text())["test_accuracy"]
+            except (RuntimeError, KeyError, ValueError, EOFError):
+                pass                                   # damaged cache: train again
+        net, acc = _train(data, size, steps)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = weights.with_name(f"{weights.name}.{os.getpid()}.tmp")
+        torch.save(net.state_dict(), tmp)
+        os.replace(tmp, weights)
+        meta.write_text(json.dumps({"test_accuracy": acc, "steps": steps, "size": size}))
+        return net.eval(), acc
 
 
 @dataclass
