@@ -41,6 +41,20 @@ def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y
     return step
 
 
+def _compare_train_steps(name: str, ours: nn.Module, peer: nn.Module, peer_name: str) -> dict:
+    """Check the two networks (same weights) agree, then time their AdamW train steps in turns."""
+    x, y = _images()
+    with torch.no_grad():
+        diff = (ours.eval()(x[:8]) - peer.eval()(x[:8])).abs().max().item()
+    if diff > 1e-4:
+        raise AssertionError(f"{peer_name} differs from ours by {diff:.2e}")
+    ours.train(), peer.train()
+    steps = {"ours": _train_step(ours, torch.optim.AdamW(ours.parameters(), 1e-3), x, y),
+             "peer": _train_step(peer, torch.optim.AdamW(peer.parameters(), 1e-3), x, y)}
+    t = interleaved_median_times(steps, warmup=1, repeats=3)
+    return result(name, "images/s", BATCH / t["ours"], BATCH / t["peer"], peer_name, 0.95, higher_is_better=True)
+
+
 # ---- ResNet-18 -------------------------------------------------------------------------------
 def _plain_conv_bn(c_in: int, c_out: int, k: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
     layers = [nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out)]
@@ -85,17 +99,7 @@ def resnet18_train_step() -> dict:
     ours = ResNet(depths=(2, 2, 2, 2), widths=(64, 128, 256, 512))
     peer = _PlainResNet()
     peer.load_state_dict(ours.state_dict())
-    x, y = _images()
-    with torch.no_grad():
-        diff = (ours.eval()(x[:8]) - peer.eval()(x[:8])).abs().max().item()
-    if diff > 1e-4:
-        raise AssertionError(f"the plain ResNet-18 differs from ours by {diff:.2e}")
-    ours.train(), peer.train()
-    steps = {"ours": _train_step(ours, torch.optim.AdamW(ours.parameters(), 1e-3), x, y),
-             "peer": _train_step(peer, torch.optim.AdamW(peer.parameters(), 1e-3), x, y)}
-    t = interleaved_median_times(steps, warmup=1, repeats=3)
-    return result("resnet18_train_step_b128_28px", "images/s", BATCH / t["ours"], BATCH / t["peer"],
-                  "the same ResNet-18 in plain torch.nn", 0.95, higher_is_better=True)
+    return _compare_train_steps("resnet18_train_step_b128_28px", ours, peer, "the same ResNet-18 in plain torch.nn")
 
 
 # ---- ViT-tiny --------------------------------------------------------------------------------
@@ -141,17 +145,7 @@ def vit_tiny_train_step() -> dict:
     ours = ViT(patch_size=4, dim=192, depth=12, heads=3, mlp_dim=768)
     peer = _PlainViT()
     _copy_vit(ours, peer)
-    x, y = _images()
-    with torch.no_grad():
-        diff = (ours.eval()(x[:8]) - peer.eval()(x[:8])).abs().max().item()
-    if diff > 1e-4:
-        raise AssertionError(f"the plain ViT-tiny differs from ours by {diff:.2e}")
-    ours.train(), peer.train()
-    steps = {"ours": _train_step(ours, torch.optim.AdamW(ours.parameters(), 1e-3), x, y),
-             "peer": _train_step(peer, torch.optim.AdamW(peer.parameters(), 1e-3), x, y)}
-    t = interleaved_median_times(steps, warmup=1, repeats=3)
-    return result("vit_tiny_train_step_b128_28px", "images/s", BATCH / t["ours"], BATCH / t["peer"],
-                  "the same ViT-tiny as nn.TransformerEncoder", 0.95, higher_is_better=True)
+    return _compare_train_steps("vit_tiny_train_step_b128_28px", ours, peer, "the same ViT-tiny as nn.TransformerEncoder")
 
 
 # ---- im2col conv2d ---------------------------------------------------------------------------
