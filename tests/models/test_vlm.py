@@ -139,3 +139,26 @@ def test_bf16_autocast_keeps_the_loss_close():
         bf16 = answer_loss(model, x, ids, mask)
     assert bf16.dtype == torch.float32
     torch.testing.assert_close(bf16, fp32, rtol=2e-2, atol=2e-2)     # bf16 keeps ~3 significant digits
+
+
+def test_flamingo_gates_get_their_own_learning_rate():
+    """vqa.build marks the tanh gates with lr_scale; core/train's AdamW puts them in their own group,
+    and after one step at rate lr each gate has moved ≈ lr_scale·lr (Adam's first step is ±lr)."""
+    from deepatlas.core.train import TrainConfig, make_optimizer
+    from deepatlas.multimodal.vqa import VQAConfig, build
+
+    llm = tiny_llm()
+    model = build("flamingo", VQAConfig(gate_lr_scale=10.0, xattn_every=1), llm, tiny_tower())
+    opt = make_optimizer(model, TrainConfig(lr=1e-3, weight_decay=0.01))
+    gates = {id(p) for x in model.xattn for p in (x.attn_gate, x.ff_gate)}
+    scaled = [g for g in opt.param_groups if g.get("lr_scale", 1.0) == 10.0]
+    assert {id(p) for g in scaled for p in g["params"]} == gates
+    assert all("lr_scale" not in g for g in opt.param_groups if g not in scaled)
+    for g in opt.param_groups:
+        g["lr"] = 1e-3 * g.get("lr_scale", 1.0)
+    for x in model.xattn:
+        x.attn_gate.grad, x.ff_gate.grad = torch.tensor(-1.0), torch.tensor(1.0)
+    opt.step()
+    for x in model.xattn:
+        torch.testing.assert_close(x.attn_gate.detach(), torch.tensor(1e-2), rtol=1e-3, atol=0)
+        torch.testing.assert_close(x.ff_gate.detach(), torch.tensor(-1e-2), rtol=1e-3, atol=0)

@@ -123,9 +123,15 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _decay_groups(params: list[Tensor], weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on ≥2-D weights (matrices, embeddings), none on biases and gains."""
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    """AdamW groups: decay on ≥2-D weights (matrices, embeddings), none on biases and gains.
+    A parameter with an `lr_scale` attribute (e.g. Flamingo's tanh gates, models/vlm.py) gets its own
+    group stepped at lr_scale × the schedule's rate (the loop reads group["lr_scale"])."""
+    groups = []
+    for scale in sorted({float(getattr(p, "lr_scale", 1.0)) for p in params}):
+        mine = [p for p in params if float(getattr(p, "lr_scale", 1.0)) == scale]
+        extra = {} if scale == 1.0 else {"lr_scale": scale}
+        groups += [{"params": [p for p in mine if p.dim() >= 2], "weight_decay": weight_decay, **extra},
+                   {"params": [p for p in mine if p.dim() < 2], "weight_decay": 0.0, **extra}]
     return [g for g in groups if g["params"]]
 
 

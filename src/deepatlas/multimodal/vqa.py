@@ -50,6 +50,8 @@ class VQAConfig:
     resampler_depth: int = 2
     xattn_every: int = 6             # gated cross-attention before blocks 0, 6, 12, ...
     llm_layers: int = 0              # 0: all of SmolLM2's blocks; k: only the first k (a cheaper LM for quick runs)
+    gate_lr_scale: float = 30.0      # Flamingo's tanh gates step at this × the learning rate (from 0, they
+                                     # must travel far in a short run; the loop gives one rate to the rest)
     lora_r: int = 8
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     seed: int = 0
@@ -233,8 +235,11 @@ def build(design: str, cfg: VQAConfig, llm, tower: VisionTower | None) -> TextOn
         return TextOnlyLM(llm)
     if design == "llava":
         return LlavaVLM(tower, llm, MLPProjector(tower.dim, llm.config.dim))
-    return FlamingoVLM(tower, llm, PerceiverResampler(tower.dim, cfg.latents, cfg.resampler_depth),
-                       every=cfg.xattn_every)
+    model = FlamingoVLM(tower, llm, PerceiverResampler(tower.dim, cfg.latents, cfg.resampler_depth),
+                        every=min(cfg.xattn_every, len(llm.blocks)))   # a short LM: block 0 only
+    for x in model.xattn:                       # their own rate: core/train's AdamW groups read p.lr_scale
+        x.attn_gate.lr_scale = x.ff_gate.lr_scale = cfg.gate_lr_scale
+    return model
 
 
 def add_lora(model: TextOnlyLM, cfg: VQAConfig) -> list[str]:
