@@ -48,13 +48,18 @@ class VisionTower(nn.Module):
     """A ViT's final patch tokens, average-pooled onto a grid × grid layout: (B, C, H, W) -> (B, grid², D).
 
     Pooling keeps the visual sequence short (9 tokens for grid 3) — the LLM pays per token.
-    stem: an optional CNN before the ViT (a hybrid ViT; the ViT's in_channels are the stem's)."""
+    stem: an optional CNN before the ViT (a hybrid ViT; the ViT's in_channels are the stem's).
+    feat_mean, feat_std (D,): a fixed standardisation z ← (z − μ) / σ of the output (0 and 1 until
+    `standardise` sets them from training images), saved with the tower."""
 
     def __init__(self, vit: ViT, grid: int = 3, stem: nn.Module | None = None):
         super().__init__()
         if not 1 <= grid <= min(vit.grid):
             raise ValueError(f"pooled grid {grid}; valid: 1..{min(vit.grid)} (the ViT's patch grid is {vit.grid})")
         self.vit, self.grid, self.stem = vit, grid, stem
+        dim = vit.pos_embed.size(-1)
+        self.register_buffer("feat_mean", torch.zeros(dim))
+        self.register_buffer("feat_std", torch.ones(dim))
 
     @property
     def dim(self) -> int:
@@ -67,7 +72,18 @@ class VisionTower(nn.Module):
         gh, gw = self.vit.grid
         z = z.transpose(1, 2).reshape(B, D, gh, gw)                           # (B, D, gh, gw)
         z = F.adaptive_avg_pool2d(z, self.grid)                               # (B, D, g, g)
-        return z.flatten(2).transpose(1, 2)                                   # (B, g², D)
+        return (z.flatten(2).transpose(1, 2) - self.feat_mean) / self.feat_std  # (B, g², D)
+
+    @torch.no_grad()
+    def standardise(self, images: Tensor, batch: int = 256) -> None:
+        """Set μ, σ per feature dimension over `images` and their grid² tokens: a LayerNormed ViT's
+        tokens share a large constant part, and the image-dependent rest (std ≈ 0.1 of a norm ≈ 8 at
+        init) would reach the LLM as a small ripple on a fixed vector."""
+        self.feat_mean.zero_()
+        self.feat_std.fill_(1.0)
+        z = torch.cat([self(images[i:i + batch]) for i in range(0, len(images), batch)]).flatten(0, 1)  # (N·g², D)
+        self.feat_mean.copy_(z.mean(0))
+        self.feat_std.copy_(z.std(0).clamp_min(1e-6))
 
 
 class MLPProjector(nn.Module):

@@ -11,7 +11,8 @@ prompt "Caption:", target " {caption}" + <|im_end|>.
 
 The vision tower (a small ViT, frozen afterwards) is pre-trained to name, for each of the 3×3
 cells, the shape and colour of the object centred there (none for an empty cell): supervised
-pre-training on the same scenes, as CLIP's tower is pre-trained before LLaVA uses it.
+pre-training on the same scenes, as CLIP's tower is pre-trained before LLaVA uses it. Its output is
+then standardised per dimension over the training scenes (VisionTower.standardise).
 """
 from __future__ import annotations
 
@@ -165,6 +166,7 @@ def pretrain_tower(cfg: VQAConfig, images: Tensor, objects: list[list[ShapeObjec
         info["tower_cell_shape_accuracy"] = float(shape_ok[ts > 0].float().mean())
         info["tower_cell_colour_accuracy"] = float(colour_ok[ts > 0].float().mean())
         info["tower_empty_accuracy"] = float(right[ts == 0].float().mean())
+    tower.standardise(images)       # after the head's numbers: the head was trained on the raw features
     return tower, info
 
 
