@@ -107,6 +107,7 @@ class SentenceEncoder:
                 idx = order[start:start + batch_size]
                 ids, mask = self.batch([texts[i] for i in idx], warn)
                 out[idx] = self.embed_batch(ids.to(self.device), mask.to(self.device)).float().cpu()
+        # under autocast the normalised rows come back in bf16 (‖e‖ off by ~1e-3): renormalise in fp32
         return F.normalize(out, p=2, dim=-1) if bf16 and self.normalize else out
 
     @property
