@@ -56,6 +56,11 @@ class ClassifyConfig:
     augment: bool = True         # random crop (pad 2) + horizontal flip
     seed: int = 0
     checkpoint_every: int = 0
+    # bf16 autocast (core.train) and NHWC memory: on a CPU with AMX/AVX-512 bf16, oneDNN's
+    # channels-last bf16 convolutions train a small ResNet 2–3x faster than fp32 NCHW; BatchNorm
+    # and the loss stay fp32 under autocast, and the weights (and the optimizer) stay fp32
+    precision: str = "fp32"      # fp32 | bf16
+    channels_last: bool = False
 
 
 def batch_at(data: ImageData, step: int, batch: int, seed: int, augment: bool) -> tuple[Tensor, Tensor]:
@@ -91,13 +96,18 @@ def train_classifier(model: nn.Module, data: ImageData, cfg: ClassifyConfig, run
     steps = max(1, round(cfg.epochs * per_epoch))
     tc = TrainConfig(steps=steps, lr=cfg.lr, optimizer=cfg.optimizer, momentum=0.9, weight_decay=cfg.weight_decay,
                      warmup=int(cfg.warmup_fraction * steps), schedule="cosine", clip=0.0, seed=cfg.seed,
-                     log_every=max(1, steps // 20), checkpoint_every=cfg.checkpoint_every, progress=False)
+                     log_every=max(1, steps // 20), checkpoint_every=cfg.checkpoint_every, progress=False,
+                     precision=cfg.precision)
+    memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    if cfg.channels_last:
+        model.to(memory_format=memory)
 
     def loss_fn(m: nn.Module, b: tuple[Tensor, Tensor]) -> Tensor:
         return F.cross_entropy(m(b[0]), b[1], label_smoothing=cfg.label_smoothing)
 
     def get_batch(step: int, micro: int) -> tuple[Tensor, Tensor]:
-        return batch_at(data, step, cfg.batch, cfg.seed, cfg.augment)
+        x, y = batch_at(data, step, cfg.batch, cfg.seed, cfg.augment)
+        return x.contiguous(memory_format=memory), y
 
     torch.manual_seed(cfg.seed)
     start = time.process_time()
