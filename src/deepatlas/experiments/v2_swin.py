@@ -32,9 +32,10 @@ HF_CASES = [  # (image, patch, window, depths, heads)
 
 @dataclass
 class Config:
-    train_size: int = 20000
+    train_size: int = 60000
     test_size: int = 10000
-    epochs: float = 3.0
+    epochs: float = 8.0              # 3 epochs on 20,000 images reached 79.3%
+    precision: str = "bf16"          # autocast: 39 vs 55 s per epoch on one core (AMX); weights stay fp32
     batch: int = 128
     lr: float = 2e-3
     augment: bool = True
@@ -103,7 +104,8 @@ def swin_windows(cfg: Config, run: Run) -> Verdict:
     torch.manual_seed(cfg.seed)
     model = SwinClassifier(**kwargs)
     r = train_classifier(model, data, ClassifyConfig(epochs=cfg.epochs, batch=cfg.batch, lr=cfg.lr, optimizer="adamw",
-                                                     weight_decay=0.05, augment=cfg.augment, seed=cfg.seed), run=run)
+                                                     weight_decay=0.05, augment=cfg.augment, seed=cfg.seed,
+                                                     precision=cfg.precision), run=run)
     save_model(run.dir, "swin", kwargs, model, test_size=cfg.test_size)
     acc = r["test_accuracy"]
     run.print(f"Swin {count_parameters(model):,} params: test accuracy {acc:.4f} ({r['seconds_per_epoch']:.1f} s/epoch)")
@@ -129,4 +131,4 @@ def swin_windows(cfg: Config, run: Run) -> Verdict:
                           "params": count_parameters(model), "epochs": r["epochs"],
                           "s_per_epoch": r["seconds_per_epoch"], "cpu_s_per_epoch": r["cpu_seconds_per_epoch"],
                           "mask_value": SHIFT_MASK_VALUE},
-                   notes=f"{cfg.train_size} training images, {cfg.epochs:g} epochs; bar {cfg.bar:.0%}")
+                   notes=f"{cfg.train_size} training images, {cfg.epochs:g} epochs, {cfg.precision}; bar {cfg.bar:.0%}")
