@@ -23,7 +23,7 @@ from deepatlas.core.registry import ResumeError, find, read_resumable
 # a small L2 run: 120 steps, a checkpoint every 40 (about 5 s of CPU)
 ARGS = ["gpt-pretrain", "--quick", "train.steps=120", "train.checkpoint_every=40",
         "train.eval_every=40", "corpus_chars=120000", "sample_chars=40"]
-TIMING = ("train_seconds", "samples_per_s")
+TIMING = ("train_seconds", "train_seconds_seeds", "samples_per_s")
 
 
 def deepatlas(*args: str, **kw) -> subprocess.CompletedProcess:
