@@ -61,6 +61,9 @@ def test_autoencoder_kl_equals_diffusers(cfg):
                head_dim=8, context_dim=24),
     UNetConfig(in_channels=3, out_channels=3, channels=(8, 16, 16), attention=(True, True, False), layers=2,
                groups=4, head_dim=4, context_dim=12),
+    # with a pooled text embedding added to temb (diffusers class_embed_type="projection")
+    UNetConfig(in_channels=4, out_channels=4, channels=(16, 32), attention=(False, True), layers=1, groups=8,
+               head_dim=8, context_dim=24, pooled_dim=24),
 ])
 def test_text_unet_equals_diffusers_unet2dconditionmodel(cfg):
     torch.manual_seed(0)
@@ -70,14 +73,18 @@ def test_text_unet_equals_diffusers_unet2dconditionmodel(cfg):
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
     _load(ours, from_diffusers_cond_unet(ref.state_dict()))
     x, ctx = torch.randn(3, cfg.in_channels, 8, 8), torch.randn(3, 5, cfg.context_dim)
+    pooled = torch.randn(3, cfg.pooled_dim) if cfg.pooled_dim else None
     t = torch.tensor([0, 250, 999])
     with torch.no_grad():
-        want = ref(x, t, encoder_hidden_states=ctx).sample
-        got = ours(x, t, context=ctx)
+        want = ref(x, t, encoder_hidden_states=ctx, class_labels=pooled).sample
+        got = ours(x, t, context=ctx, pooled=pooled)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    if pooled is not None:   # the pooled text matters too
+        with torch.no_grad():
+            assert (ours(x, t, context=ctx, pooled=torch.randn_like(pooled)) - got).abs().max() > 1e-3
     # the text matters: another context changes the output
     with torch.no_grad():
-        assert (ours(x, t, context=torch.randn_like(ctx)) - got).abs().max() > 1e-3
+        assert (ours(x, t, context=torch.randn_like(ctx), pooled=pooled) - got).abs().max() > 1e-3
 
 
 def test_geglu_equals_diffusers_feedforward():

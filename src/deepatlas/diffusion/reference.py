@@ -59,6 +59,7 @@ COND_RENAMES = [  # UNet2DConditionModel's Transformer2DModel / BasicTransformer
     (r"\.attn2\.to_(q|k|v)\.", r".cross_attn.\1_proj."), (r"\.attn2\.to_out\.0", ".cross_attn.o_proj"),
     (r"(blocks\.\d+)\.norm2", r"\1.norm_cross"), (r"(blocks\.\d+)\.norm3", r"\1.norm2"),
     (r"\.ff\.net\.0\.proj", ".ffn.geglu"), (r"\.ff\.net\.2", ".ffn.down_proj"),
+    (r"^class_embedding\.linear_1", "pooled_embedding.0"), (r"^class_embedding\.linear_2", "pooled_embedding.2"),
 ]
 
 
@@ -99,7 +100,10 @@ def diffusers_cond_twin(cfg: UNetConfig, sample_size: int):
         mid_block_type="UNetMidBlock2DCrossAttn", layers_per_block=cfg.layers, norm_num_groups=cfg.groups,
         # diffusers reads `attention_head_dim` as the number of heads (its issue #2011)
         attention_head_dim=tuple(c // cfg.head_dim for c in cfg.channels), cross_attention_dim=cfg.context_dim,
-        dropout=cfg.dropout, flip_sin_to_cos=True, freq_shift=0)
+        dropout=cfg.dropout, flip_sin_to_cos=True, freq_shift=0,
+        # a pooled text embedding: class_embedding = TimestepEmbedding(pooled_dim, temb), added to temb
+        **({"class_embed_type": "projection", "projection_class_embeddings_input_dim": cfg.pooled_dim}
+           if cfg.pooled_dim else {}))
 
 
 def from_diffusers_vae(state: dict[str, Tensor]) -> dict[str, Tensor]:

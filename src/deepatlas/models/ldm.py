@@ -11,7 +11,9 @@ With space="pixel" the same U-Net runs on the pixels themselves (LDM's f = 1 bas
 
 τ_θ is M1's CLIP text tower (models/clip.py: token + learned position embeddings, causal pre-norm
 Transformer blocks, final LayerNorm) read at every token, as Stable Diffusion reads CLIP's
-last_hidden_state, rather than pooled at the end-of-text token.
+last_hidden_state. With pooled_text, its end-of-text state (CLIP's pooled embedding) is also
+projected and added to the time embedding, as SDXL adds its pooled text embedding:
+    temb = MLP(sinusoid(t)) + MLP(τ_θ(y)[eot])
 
 Classifier-free guidance with a negative prompt (Ho & Salimans 2022 eq. 6, with the unconditional
 branch's empty prompt ∅ replaced by the negative prompt n, as diffusers' StableDiffusionPipeline
@@ -73,6 +75,11 @@ class TextTokens(CLIPTextEncoder):
             h = block(h, causal=True)       # causal: the padding after <eot> never changes earlier tokens
         return self.norm(h)                                                  # (B, S, D)
 
+    def pooled(self, ids: Tensor, tokens: Tensor) -> Tensor:
+        """CLIP's pooled text embedding: the state at each row's first end-of-text token (B, D)."""
+        eot = (ids == self.eot_id).int().argmax(-1)                          # (B,)
+        return tokens[torch.arange(ids.shape[0], device=ids.device), eot]
+
 
 @dataclass
 class TextToImageConfig:
@@ -87,6 +94,9 @@ class TextToImageConfig:
     text_dim: int = 32
     text_depth: int = 1
     context: int = 8                        # prompt tokens incl. <sot> and <eot>
+    # also add the pooled text (the <eot> state) to the U-Net's time embedding, as SDXL does: a path
+    # through every ResBlock, not only through cross-attention at the attention levels
+    pooled_text: bool = False
 
     def unet_config(self) -> UNetConfig:
         if self.space not in SPACES:
@@ -94,7 +104,7 @@ class TextToImageConfig:
         c = self.autoencoder.latent_channels if self.space == "latent" else self.image_channels
         return UNetConfig(in_channels=c, out_channels=c, channels=self.channels, attention=self.attention,
                           layers=self.layers, groups=min(8, self.channels[0]), head_dim=self.head_dim,
-                          context_dim=self.text_dim)
+                          context_dim=self.text_dim, pooled_dim=self.text_dim if self.pooled_text else 0)
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
@@ -117,7 +127,9 @@ class TextToImage(nn.Module):
         self.autoencoder = AutoencoderKL(cfg.autoencoder) if cfg.space == "latent" else None
 
     def forward(self, x: Tensor, t: Tensor | int, ids: Tensor) -> Tensor:
-        return self.unet(x, t, context=self.text(ids))                  # (B, C, h, w)
+        tokens = self.text(ids)                                         # (B, S, text_dim)
+        pooled = self.text.pooled(ids, tokens) if self.cfg.pooled_text else None
+        return self.unet(x, t, context=tokens, pooled=pooled)          # (B, C, h, w)
 
     @torch.no_grad()
     def to_diffusion_space(self, x: Tensor) -> Tensor:

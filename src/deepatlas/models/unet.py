@@ -171,6 +171,9 @@ class UNetConfig:
     head_dim: int = 16                         # attention head size
     class_embeds: int = 0                      # > 0: a label embedding added to temb (n classes + null)
     context_dim: int = 0                       # > 0: cross-attention to text tokens of this width (LDM)
+    pooled_dim: int = 0                        # > 0: a pooled text embedding of this width, projected and
+                                               # added to temb (diffusers class_embed_type="projection";
+                                               # SDXL adds CLIP's pooled text embedding the same way)
     dropout: float = 0.0
 
 
@@ -188,6 +191,8 @@ class UNet(nn.Module):
         c0, temb = cfg.channels[0], 4 * cfg.channels[0]
         self.time_mlp = nn.Sequential(nn.Linear(c0, temb), nn.SiLU(), nn.Linear(temb, temb))
         self.class_embedding = nn.Embedding(cfg.class_embeds, temb) if cfg.class_embeds else None
+        self.pooled_embedding = (nn.Sequential(nn.Linear(cfg.pooled_dim, temb), nn.SiLU(), nn.Linear(temb, temb))
+                                 if cfg.pooled_dim else None)
         self.conv_in = nn.Conv2d(cfg.in_channels, c0, 3, padding=1)
 
         def res(a: int, b: int) -> ResBlock:
@@ -224,9 +229,11 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(cfg.groups, c0)
         self.conv_out = nn.Conv2d(c0, cfg.out_channels, 3, padding=1)
 
-    def forward(self, x: Tensor, t: Tensor | int, labels: Tensor | None = None, context: Tensor | None = None
-                ) -> Tensor:
-        """context (B, S, context_dim): the text tokens a text-conditional U-Net cross-attends to."""
+    def forward(self, x: Tensor, t: Tensor | int, labels: Tensor | None = None, context: Tensor | None = None,
+                pooled: Tensor | None = None) -> Tensor:
+        """context (B, S, context_dim): the text tokens a text-conditional U-Net cross-attends to;
+        pooled (B, pooled_dim): one vector per text (UNetConfig.pooled_dim > 0), added to temb, so every
+        ResBlock sees the text as it sees t (a global path beside cross-attention's per-position one)."""
         B = x.shape[0]
         t = torch.as_tensor(t, device=x.device).reshape(-1).expand(B)                  # (B,)
         temb = self.time_mlp(timestep_embedding(t, self.cfg.channels[0]))              # (B, 4·c0)
@@ -236,6 +243,12 @@ class UNet(nn.Module):
             temb = temb + self.class_embedding(labels)
         elif labels is not None:
             raise ValueError("labels given to an unconditional U-Net (UNetConfig.class_embeds=0)")
+        if self.pooled_embedding is not None:
+            if pooled is None:
+                raise ValueError(f"this U-Net takes a pooled text embedding: pass pooled (B, {self.cfg.pooled_dim})")
+            temb = temb + self.pooled_embedding(pooled)                                # (B, 4·c0)
+        elif pooled is not None:
+            raise ValueError("pooled given to a U-Net without a pooled projection (UNetConfig.pooled_dim=0)")
         if context is not None and not self.cfg.context_dim:
             raise ValueError("context given to a U-Net without cross-attention (UNetConfig.context_dim=0)")
         h = self.conv_in(x)                                                            # (B, c0, H, W)
