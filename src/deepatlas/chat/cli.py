@@ -9,26 +9,9 @@ Ctrl-C while the model answers stops that answer; Ctrl-C at the prompt asks, a s
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
 
 from deepatlas.generation.decode import SamplingSettings
-
-
-@contextlib.contextmanager
-def _ctrl_c_sets(flag: list):
-    """While answering, SIGINT only appends to `flag`; the token loop raises KeyboardInterrupt from
-    ordinary code at the next piece. Python's own handler raises wherever the main thread happens to
-    be, and an exception raised inside a finaliser (a __del__, a GC callback) is printed and dropped:
-    one loaded test run lost a Ctrl-C that way, we think, and the answer ran to its end. The prompt
-    keeps the default handler."""
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: flag.append(True))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
 
 WEIGHTS = ("fp32", "bf16", "int8", "int4", "q8", "gguf")
 
@@ -157,19 +140,15 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             print("[conversation cleared]", flush=True)
             continue
         started = []  # "bot> " goes out with the first piece, after any notice
-        stop = []     # Ctrl-C while answering: set by the handler, raised at the next piece
 
         def show(piece: str) -> None:
-            if stop:
-                raise KeyboardInterrupt
             if not started:
                 started.append(True)
                 _write("bot> ")
             _write(piece)
 
         try:
-            with _ctrl_c_sets(stop):
-                session.reply(line, show, notify=lambda msg: _write(msg + "\n"))
+            session.reply(line, show, notify=lambda msg: _write(msg + "\n"))
             show("")
             _write("\n")
         except KeyboardInterrupt:
