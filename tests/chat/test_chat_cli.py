@@ -65,8 +65,11 @@ class _Reader:
 
 
 def test_chat_ctrl_c_stops_the_answer_then_exits():
+    # a suite started in the background (`make test &`, nohup) inherits SIGINT ignored, and a Python
+    # started with SIGINT ignored keeps ignoring it: give the chat the default disposition, as a terminal does
     proc = subprocess.Popen(CMD + ["chat", "--max-new-tokens", "2000", "--threads", "1"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     out = _Reader(proc)
     try:
         out.wait_for("you> ")
