@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepatlas.diffusion.schedule import NoiseSchedule
-from deepatlas.models.unet import ResBlock, timestep_embedding
+from deepatlas.models.unet import ResBlock, embedding_mlp, timestep_embedding
 
 
 class NoisyClassifier(nn.Module):
@@ -20,7 +20,7 @@ class NoisyClassifier(nn.Module):
         super().__init__()
         self.width = width
         temb = 4 * width
-        self.time_mlp = nn.Sequential(nn.Linear(width, temb), nn.SiLU(), nn.Linear(temb, temb))
+        self.time_mlp = embedding_mlp(width, temb)
         self.conv_in = nn.Conv2d(1, width, 3, padding=1)
         self.block1 = ResBlock(width, 2 * width, temb, groups)
         self.down = nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1)

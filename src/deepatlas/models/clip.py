@@ -63,7 +63,7 @@ class CLIPTextEncoder(nn.Module):
         self.norm = LayerNorm(dim, eps=eps)
 
     def forward(self, ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        B, T = ids.shape
+        T = ids.shape[1]
         if T > self.context:
             raise ValueError(f"text of {T} tokens; the text encoder's context is {self.context}")
         is_eot = ids == self.eot_id
@@ -74,9 +74,12 @@ class CLIPTextEncoder(nn.Module):
         pad = None if attention_mask is None else attention_mask == 0       # True = padding
         for block in self.blocks:
             h = block(h, causal=True, key_padding_mask=pad)                 # (B, T, D)
-        h = self.norm(h)
-        eot = is_eot.int().argmax(-1)                                       # first EOT per row (B,)
-        return h[torch.arange(B, device=ids.device), eot]                   # (B, D)
+        return self.pooled(ids, self.norm(h))                               # (B, D)
+
+    def pooled(self, ids: Tensor, tokens: Tensor) -> Tensor:
+        """CLIP's pooled text embedding: each row's state (B, T, D) at its first end-of-text token -> (B, D)."""
+        eot = (ids == self.eot_id).int().argmax(-1)                          # first EOT per row (B,)
+        return tokens[torch.arange(ids.shape[0], device=ids.device), eot]
 
 
 class CLIP(nn.Module):

@@ -65,7 +65,8 @@ class PromptTokenizer:
 
 
 class TextTokens(CLIPTextEncoder):
-    """τ_θ: (B, S) ids -> (B, S, dim), the final-LayerNorm states of every token (not pooled)."""
+    """τ_θ: (B, S) ids -> (B, S, dim), the final-LayerNorm states of every token; `pooled(ids, tokens)`
+    (CLIPTextEncoder's) reads the end-of-text state from them."""
 
     def forward(self, ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         if ids.shape[1] > self.context:
@@ -74,11 +75,6 @@ class TextTokens(CLIPTextEncoder):
         for block in self.blocks:
             h = block(h, causal=True)       # causal: the padding after <eot> never changes earlier tokens
         return self.norm(h)                                                  # (B, S, D)
-
-    def pooled(self, ids: Tensor, tokens: Tensor) -> Tensor:
-        """CLIP's pooled text embedding: the state at each row's first end-of-text token (B, D)."""
-        eot = (ids == self.eot_id).int().argmax(-1)                          # (B,)
-        return tokens[torch.arange(ids.shape[0], device=ids.device), eot]
 
 
 @dataclass

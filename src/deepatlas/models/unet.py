@@ -160,6 +160,12 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+def embedding_mlp(d_in: int, temb: int) -> nn.Sequential:
+    """Linear → SiLU → Linear into the time-embedding width (diffusers' TimestepEmbedding): the
+    sinusoid of t goes through one, a pooled text embedding through another."""
+    return nn.Sequential(nn.Linear(d_in, temb), nn.SiLU(), nn.Linear(temb, temb))
+
+
 @dataclass
 class UNetConfig:
     in_channels: int = 1
@@ -189,10 +195,9 @@ class UNet(nn.Module):
             raise ValueError(f"channels {bad} not divisible by GroupNorm groups {cfg.groups}")
         self.cfg = cfg
         c0, temb = cfg.channels[0], 4 * cfg.channels[0]
-        self.time_mlp = nn.Sequential(nn.Linear(c0, temb), nn.SiLU(), nn.Linear(temb, temb))
+        self.time_mlp = embedding_mlp(c0, temb)
         self.class_embedding = nn.Embedding(cfg.class_embeds, temb) if cfg.class_embeds else None
-        self.pooled_embedding = (nn.Sequential(nn.Linear(cfg.pooled_dim, temb), nn.SiLU(), nn.Linear(temb, temb))
-                                 if cfg.pooled_dim else None)
+        self.pooled_embedding = embedding_mlp(cfg.pooled_dim, temb) if cfg.pooled_dim else None
         self.conv_in = nn.Conv2d(cfg.in_channels, c0, 3, padding=1)
 
         def res(a: int, b: int) -> ResBlock:
