@@ -16,16 +16,18 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
-from deepatlas.core.train import TrainConfig, train
+from deepatlas.core.train import train
 from deepatlas.data.austen import austen_corpus
 from deepatlas.data.lm import LMDataset
+from deepatlas.experiments.l2_gpt import FINAL_EVAL_SEED, Config
 from deepatlas.models.gpt import GPT, GPTConfig, lm_loss
 from deepatlas.text.char import CharTokenizer
 
-# variant -> (GPTConfig changes, TrainConfig changes)
+# variant -> (GPTConfig changes, TrainConfig changes) to gpt-pretrain's full setting
 VARIANTS = {
     "base": ({}, {"lr": 1e-3, "min_lr": 1e-4}),                                          # nanoGPT's recipe
     "nanogpt": ({"bias": False, "activation": "gelu"}, {"lr": 1e-3, "min_lr": 1e-4}),    # and its model
@@ -38,23 +40,26 @@ def run(variant: str, seed: int) -> dict:
     if variant not in VARIANTS:
         raise SystemExit(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
     model_changes, train_changes = VARIANTS[variant]
+    cfg = Config()                                   # gpt-pretrain's full setting
     text = austen_corpus()
     tok = CharTokenizer.from_text(text)
     data = LMDataset(torch.tensor(tok.encode(text)), val_fraction=0.1)
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=len(tok), block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0,
-                          **model_changes))
-    cfg = TrainConfig(**{**dict(steps=2000, warmup=100, schedule="cosine", beta2=0.99, weight_decay=0.1,
-                                log_every=500, progress=False, seed=seed), **train_changes})
+    model = GPT(GPTConfig(vocab_size=len(tok), block_size=cfg.block_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                          n_embd=cfg.n_embd, dropout=cfg.dropout, **model_changes))
+    # no evaluation or checkpoints during training: neither touches the training's random streams
+    train_cfg = replace(cfg.train, seed=seed, progress=False, eval_every=0, checkpoint_every=0, log_every=500,
+                        **train_changes)
+    B, T = cfg.batch_size, cfg.block_size
     start = time.time()
-    train(model, lm_loss, lambda step, micro: data.get_batch("train", step, micro, 12, 64, seed), cfg)
+    train(model, lm_loss, lambda step, micro: data.get_batch("train", step, micro, B, T, seed), train_cfg)
     seconds = time.time() - start
     model.eval()
     with torch.no_grad():
         def val(n: int, batch_seed: int) -> float:
-            return float(torch.stack([lm_loss(model, data.get_batch("val", i, 0, 12, 64, seed=batch_seed))
+            return float(torch.stack([lm_loss(model, data.get_batch("val", i, 0, B, T, seed=batch_seed))
                                       for i in range(n)]).mean())
-        v20, v500 = val(20, 10_000 + seed), val(500, 777)
+        v20, v500 = val(cfg.eval_batches, 10_000 + seed), val(cfg.final_eval_batches, FINAL_EVAL_SEED)
     return {"variant": variant, "seed": seed, "val20": round(v20, 4), "val500": round(v500, 4),
             "train_seconds": round(seconds, 1)}
 
