@@ -54,3 +54,22 @@ def test_flip_mirrors_and_compose_is_deterministic():
     a = aug(x, generator=torch.Generator().manual_seed(3))
     b = aug(x, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and a.shape == x.shape
+
+
+def test_gaussian_blur_equals_scipy_gaussian_filter():
+    from scipy.ndimage import gaussian_filter
+
+    from deepatlas.data.transforms import gaussian_blur
+
+    x = torch.rand(3, 2, 9, 11, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sigmas = [0.7, 1.3, 0.0]
+    got = gaussian_blur(x, torch.tensor(sigmas))
+    for i, s in enumerate(sigmas):
+        want = x[i].numpy() if s == 0 else gaussian_filter(x[i].numpy(), sigma=(0, s, s), mode="nearest",
+                                                           truncate=3.0, radius=(0, 4, 4))
+        assert torch.allclose(got[i], torch.from_numpy(want), atol=1e-12), s
+    assert torch.equal(gaussian_blur(x, 0.0), x)
+    with pytest.raises(ValueError, match="sigma"):
+        gaussian_blur(x, [-1.0])
+    with pytest.raises(ValueError, match="one per image"):
+        gaussian_blur(x, [1.0, 2.0])

@@ -74,3 +74,32 @@ def test_prompt_on_a_class_run_names_the_fix(tmp_path, capsys):
     assert main(["generate-images", str(tmp_path / "empty"), "--prompt", "a red circle", "--out",
                  str(tmp_path / "g.png")]) == 2
     assert "latent-diffusion" in capsys.readouterr().err
+
+
+def test_prediction_is_saved_and_old_folders_read_as_epsilon(text_dir, tmp_path):
+    import json
+    import shutil
+
+    _, _, setup, _ = load_text_to_image(text_dir)
+    assert setup.model.prediction == "v_prediction"                   # the default, saved with the setup
+    old = tmp_path / "old"
+    shutil.copytree(text_dir, old)
+    meta = json.loads((old / "text2image.json").read_text())
+    del meta["setup"]["model"]["prediction"]                          # a folder from before the field
+    (old / "text2image.json").write_text(json.dumps(meta))
+    assert load_text_to_image(old)[2].model.prediction == "epsilon"
+    with pytest.raises(ValueError, match="prediction type 'x0'"):
+        TextToImageConfig(prediction="x0").unet_config()
+
+
+def test_scene_backgrounds():
+    from deepatlas.diffusion.latent import scene_data
+
+    plain, attrs = scene_data("train", 8, 32)
+    textured, attrs_t = scene_data("train", 8, 32, background="textured")
+    assert attrs == attrs_t and plain.shape == textured.shape == (8, 3, 32, 32)
+    background = (plain == 0).all(1)                                  # (N, H, W) grey pixels
+    assert background.float().mean() > 0.6 and torch.equal(plain[~background.unsqueeze(1).expand_as(plain)],
+                                                            textured[~background.unsqueeze(1).expand_as(plain)])
+    with pytest.raises(ValueError, match="background 'noisy'"):
+        scene_data("train", 8, 32, background="noisy")

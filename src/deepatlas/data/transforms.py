@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -62,6 +63,29 @@ def random_hflip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = 
         raise ValueError(f"random_hflip: p must be in [0, 1], got {p}")
     flip = torch.rand(x.size(0), generator=generator) < p                       # (B,)
     return torch.where(flip[:, None, None, None].to(x.device), x.flip(-1), x)
+
+
+def gaussian_blur(x: Tensor, sigma: float | Tensor, radius: int | None = None) -> Tensor:
+    """Separable Gaussian blur with edge replication: G_σ(k) = exp(−k² / 2σ²) / Σ_k exp(−k² / 2σ²),
+    k = −r..r, r = ⌈3 max σ⌉ over the batch unless given (scipy.ndimage.gaussian_filter(mode="nearest",
+    radius=r)). sigma is one value or one per image (B,); σ = 0 leaves an image as it is."""
+    _check_images(x, "gaussian_blur")
+    s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+    if s.numel() not in (1, x.size(0)) or bool((s < 0).any()):
+        raise ValueError(f"gaussian_blur: sigma must be ≥ 0, one value or one per image ({x.size(0)}), "
+                         f"got {s.tolist()}")
+    s = s.expand(x.size(0))
+    r = int(torch.ceil(3 * s.max()).item()) if radius is None else radius
+    if r == 0:
+        return x
+    k = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)                 # (K,)
+    g = torch.exp(-k ** 2 / (2 * s.clamp(min=1e-6)[:, None] ** 2))               # (B, K)
+    g = torch.where(s[:, None] > 0, g, (k == 0).to(x.dtype))                     # σ = 0: the identity
+    g = g / g.sum(1, keepdim=True)
+    y = F.pad(x, (r, r, r, r), mode="replicate")                                 # (B, C, H+2r, W+2r)
+    # rows then columns: a weighted sum of the 2r+1 shifted copies along each axis
+    y = sum(g[:, i, None, None, None] * y[..., i:i + x.size(-2), :] for i in range(2 * r + 1))
+    return sum(g[:, i, None, None, None] * y[..., i:i + x.size(-1)] for i in range(2 * r + 1))
 
 
 def _source_coords(n_out: int, n_in: int) -> tuple[Tensor, Tensor, Tensor]:

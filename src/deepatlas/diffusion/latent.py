@@ -4,8 +4,8 @@ sampling with negative prompts, and the run folder that `deepatlas generate-imag
     FOLDER/text2image.json   {"kind": "text2image", "setup": Text2ImageSetup as a dict, "words": [...], ...}
     FOLDER/text2image.pt     the TextToImage state_dict (text encoder, U-Net, autoencoder + its s)
 
-Scenes: one medium or large object per 32×32 image from data/shapes.py (noisy textured background),
-pixels mapped to [-1, 1]. Captions name the colour and the shape ("a red circle"), or only one of them
+Scenes: one medium or large object per 32×32 image from data/shapes.py on a plain mid-grey background
+(or the detection places' noisy texture), pixels mapped to [-1, 1]. Captions name the colour and the shape ("a red circle"), or only one of them
 ("a circle", "a red shape"), or nothing (the empty prompt ∅ of classifier-free guidance, with
 probability p_uncond — Ho & Salimans 2022 Algorithm 1 with the label dropped to ∅). The shapes
 are mirror-symmetric and the captions say nothing of position, so training batches are mirrored
@@ -18,7 +18,7 @@ mean; latent_sample=True draws z = s(μ + σ ε) afresh every step as LDM does �
 while this CPU-trained autoencoder's σ·s ≈ 0.27 left ε_θ an error of 0.64 at t = 50 in G9's
 first full run). The
 diffusion loss is diffusion/sampling.diffusion_loss (L_simple, Ho et al. 2020 Alg. 1) on z, or on
-the pixels in pixel space.
+the pixels in pixel space, with the target the model's cfg.prediction (v by default).
 """
 from __future__ import annotations
 
@@ -74,16 +74,27 @@ class Text2ImageSetup:
     latent_sample: bool = False           # diffuse s(μ + σε) (LDM) rather than s μ: with a short-trained
                                           # autoencoder σ·s ≈ 0.27, noise ε_θ cannot predict at small t
     n_train: int = 2000
+    background: str = "plain"             # scene_data's: plain mid-grey, or data/shapes.py's texture
     seed: int = 0
 
 
-def scene_data(split: str, n: int, size: int, seed: int = 0) -> tuple[Tensor, list[tuple[str, str]]]:
+BACKGROUNDS = ("plain", "textured")
+
+
+def scene_data(split: str, n: int, size: int, seed: int = 0,
+               background: str = "plain") -> tuple[Tensor, list[tuple[str, str]]]:
     """(images (N, 3, size, size) in [-1, 1], [(colour, shape)] per image) of one-object scenes whose object
     is medium or large: the first n such scenes of the split (a small one, 2.6–3.5 px in radius at 32 px,
-    is hardly a shape at all)."""
+    is hardly a shape at all). background "textured" keeps data/shapes.py's noisy texture; "plain" paints
+    every background pixel mid-grey (0 in [-1, 1]), so the object is all there is to denoise."""
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background {background!r}; valid: {', '.join(BACKGROUNDS)}")
     d = shapes_dataset(split, 2 * n, size=size, seed=seed, max_objects=1, min_objects=1)
     keep = [i for i, o in enumerate(d.objects) if o[0].size != "small"][:n]
-    return d.images[keep] * 2 - 1, [(d.objects[i][0].colour, d.objects[i][0].shape) for i in keep]
+    x = d.images[keep] * 2 - 1                                            # (N, 3, H, W)
+    if background == "plain":
+        x = torch.where(d.semantic[keep].unsqueeze(1) == 0, torch.zeros(()), x)
+    return x, [(d.objects[i][0].colour, d.objects[i][0].shape) for i in keep]
 
 
 @dataclass
@@ -99,7 +110,7 @@ class Trained:
 def train_text_to_image(setup: Text2ImageSetup, log=print) -> Trained:
     """Autoencoder first (latent space), then the text encoder and U-Net jointly (LDM eq. 3)."""
     cfg = setup.model
-    x, attrs = scene_data("train", setup.n_train, cfg.image_size, setup.seed)
+    x, attrs = scene_data("train", setup.n_train, cfg.image_size, setup.seed, setup.background)
     tok = tokenizer()
     torch.manual_seed(setup.seed)
     model = TextToImage(cfg, len(tok), tok.EOT)
@@ -135,7 +146,8 @@ def train_text_to_image(setup: Text2ImageSetup, log=print) -> Trained:
         else:
             x0 = both[idx]
         texts = ["" if rng.random() < setup.p_uncond else rng.choice(caps[i]) for i in idx.tolist()]
-        loss = diffusion_loss(model, schedule, x0, tok(texts))             # ‖ε − ε_θ(z_t, t, τ(y))‖²
+        # ‖target − f_θ(z_t, t, τ(y))‖², target ε or v (cfg.prediction)
+        loss = diffusion_loss(model, schedule, x0, tok(texts), cfg.prediction)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -171,7 +183,8 @@ def generate(model: TextToImage, schedule: NoiseSchedule, prompts: list[str], ne
     # a residual at high noise that DDIM multiplies by √(ᾱ_0/ᾱ_T) ≈ 100 over the chain: std ≈ 12 unclipped)
     clip = 1.0 if model.autoencoder is None else latent_clip
     z = sample_batched(denoiser_for, schedule, len(prompts), model.cfg.sample_shape, batch=batch, seed=seed,
-                       sampler=sampler, steps=steps, eta=eta, clip=clip, clipped_eps=clip is not None)
+                       sampler=sampler, steps=steps, eta=eta, clip=clip, clipped_eps=clip is not None,
+                       prediction=model.cfg.prediction)
     return model.to_pixels(z)
 
 
@@ -184,6 +197,7 @@ class NoTextModel(FileNotFoundError):
 def setup_from_dict(d: dict) -> Text2ImageSetup:
     d = dict(d)
     m = dict(d.pop("model"))
+    m.setdefault("prediction", "epsilon")          # folders saved before TextToImageConfig.prediction: ε
     a = m.pop("autoencoder")
     ae = AutoencoderKLConfig(**{**a, "channels": tuple(a["channels"])})
     model = TextToImageConfig(**{**m, "channels": tuple(m["channels"]), "attention": tuple(m["attention"])},
