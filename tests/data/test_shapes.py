@@ -82,3 +82,15 @@ def test_errors():
         make_scene(scene_rng(0, "train", 0), size=8)
     with pytest.raises(IndexError, match="has 5 scenes"):
         shapes_dataset("train", n=5)[5]
+
+
+def test_plain_background_keeps_the_objects_and_paints_the_rest_grey():
+    from deepatlas.data.shapes import PLAIN_GREY
+
+    textured = shapes_dataset("val", 6, size=32, max_objects=2)
+    plain = shapes_dataset("val", 6, size=32, max_objects=2, background="plain")
+    assert plain.objects == textured.objects and torch.equal(plain.semantic, textured.semantic)
+    bg = (plain.semantic == 0).unsqueeze(1).expand_as(plain.images)
+    assert (plain.images[bg] == PLAIN_GREY).all() and torch.equal(plain.images[~bg], textured.images[~bg])
+    with pytest.raises(ValueError, match="background 'noisy'; valid: textured, plain"):
+        shapes_dataset("val", 2, background="noisy")

@@ -218,27 +218,37 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, SPLITS[split][0], index]))
 
 
+BACKGROUNDS = ("textured", "plain")
+PLAIN_GREY = 0.5                     # the plain background's value in every channel
+
+
 @lru_cache(maxsize=16)
 def _dataset(split: str, n: int, size: int, seed: int, max_objects: int, min_objects: int, noise: float,
-             rotate: bool) -> ShapesData:
+             rotate: bool, background: str) -> ShapesData:
     scenes = [make_scene(scene_rng(seed, split, i), size, max_objects, min_objects, noise, rotate) for i in range(n)]
-    return ShapesData(torch.stack([s.image for s in scenes]), torch.stack([s.semantic for s in scenes]),
-                      [s.boxes for s in scenes], [s.labels for s in scenes], [s.masks for s in scenes],
-                      [s.objects for s in scenes], split)
+    images, semantic = torch.stack([s.image for s in scenes]), torch.stack([s.semantic for s in scenes])
+    if background == "plain":            # painted over after drawing: the same objects as the textured scenes
+        images = torch.where(semantic.unsqueeze(1) == 0, torch.tensor(PLAIN_GREY), images)
+    return ShapesData(images, semantic, [s.boxes for s in scenes], [s.labels for s in scenes],
+                      [s.masks for s in scenes], [s.objects for s in scenes], split)
 
 
 def shapes_dataset(split: str = "train", n: int | None = None, size: int = 48, seed: int = 0,
                    max_objects: int = 4, min_objects: int = 1, noise: float = 0.05,
-                   rotate: bool = False) -> ShapesData:
+                   rotate: bool = False, background: str = "textured") -> ShapesData:
     """The first n scenes of a split (default n: train 2000, val 200, test 200); cached per settings.
 
-    The same (seed, split, index) always gives the same scene, whatever n is."""
+    The same (seed, split, index) always gives the same scene, whatever n is. background "plain"
+    paints every background pixel PLAIN_GREY (the objects, boxes and masks stay the same)."""
     if split not in SPLITS:
         raise ValueError(f"split {split!r}; valid: {', '.join(SPLITS)}")
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background {background!r}; valid: {', '.join(BACKGROUNDS)}")
     n = SPLITS[split][1] if n is None else n
     if n < 1:
         raise ValueError(f"number of scenes {n}; must be ≥ 1")
-    return _dataset(split, int(n), int(size), int(seed), int(max_objects), int(min_objects), float(noise), bool(rotate))
+    return _dataset(split, int(n), int(size), int(seed), int(max_objects), int(min_objects), float(noise), bool(rotate),
+                    background)
 
 
 # ---------------------------------------------------------------- language about a scene

@@ -78,23 +78,15 @@ class Text2ImageSetup:
     seed: int = 0
 
 
-BACKGROUNDS = ("plain", "textured")
-
-
 def scene_data(split: str, n: int, size: int, seed: int = 0,
                background: str = "plain") -> tuple[Tensor, list[tuple[str, str]]]:
     """(images (N, 3, size, size) in [-1, 1], [(colour, shape)] per image) of one-object scenes whose object
     is medium or large: the first n such scenes of the split (a small one, 2.6–3.5 px in radius at 32 px,
     is hardly a shape at all). background "textured" keeps data/shapes.py's noisy texture; "plain" paints
     every background pixel mid-grey (0 in [-1, 1]), so the object is all there is to denoise."""
-    if background not in BACKGROUNDS:
-        raise ValueError(f"background {background!r}; valid: {', '.join(BACKGROUNDS)}")
-    d = shapes_dataset(split, 2 * n, size=size, seed=seed, max_objects=1, min_objects=1)
+    d = shapes_dataset(split, 2 * n, size=size, seed=seed, max_objects=1, min_objects=1, background=background)
     keep = [i for i, o in enumerate(d.objects) if o[0].size != "small"][:n]
-    x = d.images[keep] * 2 - 1                                            # (N, 3, H, W)
-    if background == "plain":
-        x = torch.where(d.semantic[keep].unsqueeze(1) == 0, torch.zeros(()), x)
-    return x, [(d.objects[i][0].colour, d.objects[i][0].shape) for i in keep]
+    return d.images[keep] * 2 - 1, [(d.objects[i][0].colour, d.objects[i][0].shape) for i in keep]
 
 
 @dataclass
