@@ -5,11 +5,11 @@ sampling with negative prompts, and the run folder that `deepatlas generate-imag
     FOLDER/text2image.pt     the TextToImage state_dict (text encoder, U-Net, autoencoder + its s)
 
 Scenes: one medium or large object per 32×32 image from data/shapes.py on a plain mid-grey background
-(or the detection places' noisy texture), pixels mapped to [-1, 1]. Captions name the colour and the shape ("a red circle"), or only one of them
-("a circle", "a red shape"), or nothing (the empty prompt ∅ of classifier-free guidance, with
-probability p_uncond — Ho & Salimans 2022 Algorithm 1 with the label dropped to ∅). The shapes
-are mirror-symmetric and the captions say nothing of position, so training batches are mirrored
-left–right half the time.
+(or the detection places' noisy texture), pixels mapped to [-1, 1]. Captions name the colour and the
+shape ("a red circle"), or only one of them ("a circle", "a red shape"), or nothing (the empty
+prompt ∅ of classifier-free guidance, with probability p_uncond — Ho & Salimans 2022 Algorithm 1
+with the label dropped to ∅). The shapes are mirror-symmetric and the captions say nothing of
+position, so training batches are mirrored left–right half the time.
 
 Latent space (LDM, Rombach et al. 2022): the autoencoder (models/autoencoder_kl.py) is trained
 first with L = MSE + β KL, then frozen; s = 1/std(z) is fitted on training latents (App. G); the
