@@ -140,7 +140,7 @@ def test_muon_equals_torch_optim_muon_bit_for_bit(shape, nesterov):
     torch.manual_seed(0)
     w0 = torch.randn(*shape)
     ours, ref = w0.clone().requires_grad_(), w0.clone().requires_grad_()
-    o1 = Muon([ours], lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov)
+    o1 = Muon([ours], lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov, ns_dtype=torch.bfloat16)
     o2 = torch.optim.Muon([ref], lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov)
     for _ in range(20):
         g = torch.randn(*shape)
@@ -149,6 +149,17 @@ def test_muon_equals_torch_optim_muon_bit_for_bit(shape, nesterov):
         o2.step()
     assert torch.equal(ours, ref)
     assert not torch.equal(ours, w0)
+
+
+def test_muon_iterates_in_bf16_only_where_bf16_is_fast(monkeypatch):
+    w = torch.randn(4, 6, requires_grad=True)
+    monkeypatch.setenv("DEEPATLAS_FAST_BF16", "0")
+    assert Muon([w]).ns_dtype == torch.float32
+    monkeypatch.setenv("DEEPATLAS_FAST_BF16", "1")
+    assert Muon([w]).ns_dtype == torch.bfloat16
+    assert Muon([w], ns_dtype=torch.float32).ns_dtype == torch.float32
+    with pytest.raises(ValueError, match="ns_dtype"):
+        Muon([w], ns_dtype=torch.float16)
 
 
 def test_newton_schulz_makes_singular_values_near_one():
@@ -205,7 +216,8 @@ def test_batched_newton_schulz_equals_one_matrix_at_a_time():
         torch.testing.assert_close(newton_schulz_batched(g, dtype=torch.float32), one, rtol=1e-4, atol=1e-5)
     w = [torch.randn(6, 4, requires_grad=True), torch.randn(4, 6, requires_grad=True), torch.randn(6, 4, requires_grad=True)]
     v = [p.detach().clone().requires_grad_() for p in w]
-    o1, o2 = Muon(w, lr=0.02, batched=True), Muon(v, lr=0.02, batched=False)
+    o1, o2 = (Muon(w, lr=0.02, batched=True, ns_dtype=torch.bfloat16),
+              Muon(v, lr=0.02, batched=False, ns_dtype=torch.bfloat16))
     for _ in range(5):
         for a, b in zip(w, v):
             a.grad = torch.randn_like(a)

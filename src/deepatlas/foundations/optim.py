@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from deepatlas.core.hardware import speed_dtype
+
 Params = Iterable[Tensor] | Iterable[dict]
 
 
@@ -201,16 +203,23 @@ class Muon(Optimizer):
         O_t = NewtonSchulz(U_t)                     (≈ the orthogonal factor of U_t)
         θ_t = (1 − ηλ) θ_{t−1} − η √max(1, rows/cols) O_t
 
-    Equal to torch.optim.Muon step by step (tests/foundations/test_optim.py). batched=True
+    Equal to torch.optim.Muon step by step with ns_dtype=bfloat16, the reference's
+    (tests/foundations/test_optim.py). ns_dtype=None iterates in bf16 where this CPU multiplies
+    bf16 in hardware and in fp32 elsewhere (core/hardware.py: without AMX or AVX-512 BF16 a bf16
+    matmul is ~50× slower than fp32, and fp32 only makes the iteration more exact). batched=True
     orthogonalises all same-shaped matrices of a group together (newton_schulz_batched): for
     small models, where the per-matrix products are tiny, the number of calls is the cost."""
 
     def __init__(self, params: Params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
-                 nesterov: bool = True, ns_steps: int = 5, batched: bool = False) -> None:
+                 nesterov: bool = True, ns_steps: int = 5, batched: bool = False,
+                 ns_dtype: torch.dtype | None = None) -> None:
         _check("lr", lr, 0.0)
         _check("momentum", momentum, 0.0, 1.0)
         _check("weight_decay", weight_decay, 0.0)
         _check("ns_steps", ns_steps, 1)
+        if ns_dtype not in (None, torch.bfloat16, torch.float32):
+            raise ValueError(f"ns_dtype {ns_dtype}; valid: None (bf16 where it is fast), torch.bfloat16, torch.float32")
+        self.ns_dtype = speed_dtype() if ns_dtype is None else ns_dtype
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
                                       nesterov=nesterov, ns_steps=ns_steps, batched=batched))
         for group in self.param_groups:
@@ -238,9 +247,9 @@ class Muon(Optimizer):
                 params.append(p)
                 updates.append(update)
             if group["batched"]:
-                orthogonal = _orthogonalise_by_shape(updates, group["ns_steps"])
+                orthogonal = _orthogonalise_by_shape(updates, group["ns_steps"], self.ns_dtype)
             else:
-                orthogonal = [newton_schulz(u, group["ns_steps"]) for u in updates]
+                orthogonal = [newton_schulz(u, group["ns_steps"], dtype=self.ns_dtype) for u in updates]
             for p, o in zip(params, orthogonal):
                 p.mul_(1 - lr * wd)                                    # decoupled decay
                 # √max(1, rows/cols): a tall matrix's orthogonal update has smaller entries; this keeps
@@ -249,14 +258,14 @@ class Muon(Optimizer):
         return loss
 
 
-def _orthogonalise_by_shape(updates: list[Tensor], steps: int) -> list[Tensor]:
+def _orthogonalise_by_shape(updates: list[Tensor], steps: int, dtype: torch.dtype) -> list[Tensor]:
     """newton_schulz_batched over the updates grouped by shape, back in the original order."""
     out: list[Tensor | None] = [None] * len(updates)
     by_shape: dict[tuple, list[int]] = {}
     for i, u in enumerate(updates):
         by_shape.setdefault(tuple(u.shape), []).append(i)
     for index in by_shape.values():
-        for i, o in zip(index, newton_schulz_batched(torch.stack([updates[i] for i in index]), steps)):
+        for i, o in zip(index, newton_schulz_batched(torch.stack([updates[i] for i in index]), steps, dtype=dtype)):
             out[i] = o
     return out
 
