@@ -16,23 +16,31 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")      # /proc/cpuinfo flags of hardware bf16 dot products
 ENV = "DEEPATLAS_FAST_BF16"
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The `flags` of /proc/cpuinfo's first processor (empty where there is no such file)."""
+def cpuinfo_field(key: str) -> str | None:
+    """The value of `key` ("model name", "flags") for /proc/cpuinfo's first processor, or None where
+    there is no such file or field."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
+            if line.split(":", 1)[0].strip() == key:
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags of /proc/cpuinfo's first processor (empty where there is no such file)."""
+    return frozenset((cpuinfo_field("flags") or "").split())
 
 
 def fast_bf16() -> bool:
@@ -47,5 +55,7 @@ def fast_bf16() -> bool:
 
 def speed_dtype() -> torch.dtype:
     """The dtype to compute in when bf16 is chosen only for speed: bfloat16 where it is fast, else float32."""
+    import torch
+
     return torch.bfloat16 if fast_bf16() else torch.float32
 

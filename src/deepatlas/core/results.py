@@ -27,6 +27,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from deepatlas.core.hardware import cpuinfo_field
 from deepatlas.core.runs import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[3]   # src/deepatlas/core/results.py -> the checkout
@@ -67,13 +68,7 @@ def commit_stamp() -> str:
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def machine_stamp() -> dict[str, Any]:
