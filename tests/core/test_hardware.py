@@ -28,3 +28,15 @@ def test_this_machines_flags_are_read():
     assert isinstance(flags, frozenset)
     if flags:                                  # Linux: /proc/cpuinfo lists the instruction sets
         assert "sse2" in flags or "fp" in flags or "neon" in flags or "asimd" in flags
+
+
+def test_auto_precision_is_bf16_only_where_it_is_fast(monkeypatch):
+    monkeypatch.setenv(hardware.ENV, "0")
+    assert hardware.speed_precision("auto") == "fp32"
+    assert hardware.speed_precision("auto", "cuda") == "bf16"
+    assert hardware.speed_precision("bf16") == "bf16"          # a named precision is kept
+    monkeypatch.setenv(hardware.ENV, "1")
+    assert hardware.speed_precision("auto") == "bf16" and hardware.speed_precision("fp32") == "fp32"
+    assert hardware.speed_precision("auto", "mps") == "fp32"
+    with pytest.raises(ValueError, match="precision='half'; valid: auto"):
+        hardware.speed_precision("half")

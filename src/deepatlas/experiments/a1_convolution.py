@@ -7,7 +7,7 @@ VGG-16 (212 px), the values of Araujo et al. 2019.
 
 Part B (the evolution, measured): LeNet-5 (1998), a VGG-style net with BatchNorm (2015) and a small
 ResNet (2016) — and, with models=...,Swin, V2's small Swin (2021) — trained with the same recipe (SGD +
-momentum, cosine schedule, random crop + flip, label smoothing, bf16 autocast) on Fashion-MNIST;
+momentum, cosine schedule, random crop + flip, label smoothing, bf16 autocast where the CPU has it) on Fashion-MNIST;
 one table of test accuracy, parameters and time per epoch. Held when the parity is exact (≤ 1e-4), the receptive fields are
 right, and the ResNet reaches `resnet_bar` test accuracy (0.93 in the full run) and beats LeNet-5.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from deepatlas.core.hardware import speed_precision
 from deepatlas.core.registry import Verdict, experiment
 from deepatlas.core.runs import Run
 from deepatlas.models.cnn import VGG, LeNet5, ResNet, count_parameters
@@ -46,8 +47,9 @@ class Config:
     lr: float = 0.1
     label_smoothing: float = 0.1
     augment: bool = True
-    # bf16 autocast + NHWC: oneDNN's AMX convolutions, 2-3x the fp32 speed here (vision.classify)
-    precision: str = "bf16"
+    # "auto": bf16 autocast where the CPU multiplies bf16 in hardware (oneDNN's AMX convolutions,
+    # 2-3x fp32), fp32 elsewhere (an AVX2 CPU: bf16 was 10x slower, 194 s against 20 s for the quick run)
+    precision: str = "auto"
     channels_last: bool = True
     swin_lr: float = 1e-3          # Swin trains with AdamW (as its paper); the CNNs with SGD
     # Swin is V2's (`deepatlas run swin-windows`: 60k images, 8 epochs); add "Swin" here to train it in
@@ -118,6 +120,7 @@ def convolution_backbones(cfg: Config, run: Run) -> Verdict:
     diff = conv_parity(cfg.seed)
     rf = known_receptive_fields()
     run.print(f"im2col conv/pool vs torch: max diff {diff:.2e}; receptive fields {rf}")
+    precision = speed_precision(cfg.precision)
     data = load_images(cfg.train_size, cfg.test_size, cfg.seed)
     rows, curves = {}, {}
     for name in cfg.models:
@@ -126,7 +129,7 @@ def convolution_backbones(cfg: Config, run: Run) -> Verdict:
         swin = name == "Swin"
         tc = ClassifyConfig(epochs=cfg.epochs, batch=cfg.batch, lr=cfg.swin_lr if swin else cfg.lr, optimizer="adamw" if swin else "sgd",
                             weight_decay=0.05 if swin else 5e-4, label_smoothing=cfg.label_smoothing,
-                            augment=cfg.augment, seed=cfg.seed, precision=cfg.precision,
+                            augment=cfg.augment, seed=cfg.seed, precision=precision,
                             channels_last=cfg.channels_last and not swin)
         start = time.time()
         r = train_classifier(model, data, tc)
@@ -162,12 +165,12 @@ def convolution_backbones(cfg: Config, run: Run) -> Verdict:
     held = (diff <= cfg.parity_tol and rf == {"alexnet": 195, "vgg16": 212}
             and rows["ResNet"]["acc"] >= cfg.resnet_bar and rows["ResNet"]["acc"] > rows["LeNet-5"]["acc"])
     metrics = {"conv_max_diff": diff, "rf_alexnet": rf["alexnet"], "rf_vgg16": rf["vgg16"], "table": table,
-               "epochs": cfg.epochs, "train_size": cfg.train_size}
+               "epochs": cfg.epochs, "train_size": cfg.train_size, "precision_used": precision}
     for n in names:
         metrics.update({f"acc_{n}": rows[n]["acc"], f"params_{n}": rows[n]["params"],
                         f"s_per_epoch_{n}": rows[n]["s_per_epoch"], f"cpu_s_per_epoch_{n}": rows[n]["cpu_s_per_epoch"]})
     return Verdict(held, metrics, notes=f"{cfg.epochs:g} epochs on {cfg.train_size} images, same SGD recipe for the "
-                                        f"CNNs (AdamW for Swin), label smoothing {cfg.label_smoothing:g}, {cfg.precision}"
+                                        f"CNNs (AdamW for Swin), label smoothing {cfg.label_smoothing:g}, {precision}"
                                         f"{' channels-last' if cfg.channels_last else ''}, {torch.get_num_threads()} "
                                         f"threads; ResNet bar {cfg.resnet_bar:.0%}. Seconds per epoch are wall time; "
                                         "cpu_s_per_epoch is the CPU time.")

@@ -18,7 +18,7 @@ circle?"): a small tower names these shapes poorly (M1's linear probe: 43% on lo
 question that hinges on it would measure the tower, not the language model's use of the image.
 
 Recipe (every design gets the same frozen SmolLM2, the same frozen vision tower, the same
-question batches, bf16 autocast):
+question batches, bf16 autocast where the CPU has it):
   0. the tower is pre-trained to name the shape and colour centred in each of the 3×3 cells, then
      its output is standardised per dimension over the training scenes (z ← (z − μ)/σ): raw, the
      tokens share a large constant part (an earlier full run: LLaVA 28.5% in one run, 22.3% = the
@@ -32,7 +32,8 @@ question batches, bf16 autocast):
             rate they opened only to |tanh α| ≤ 0.04 in 140 steps (an earlier full run), the
             cross-attention's output all but shut off (Flamingo trains far longer than this run); a
             probe of 80 steps opened them to ≤ 0.20 at 10× and ≤ 0.39 at 30×.
-  all stages: AdamW, peak rate `lr`, 10% warm-up then cosine, batch `batch`, bf16 autocast.
+  all stages: AdamW, peak rate `lr`, 10% warm-up then cosine, batch `batch`, bf16 autocast (`precision`
+  auto: where the CPU multiplies bf16 in hardware; fp32 on an AVX2 CPU, where bf16 is ~10x slower).
 Measured: exact-match accuracy of the greedy answer (the answer words, stripped) on one question
 of each kind per test scene; by kind, and on scenes with held-out pairs.
 Held when both VLMs' accuracies are at least `k_se` = 3 binomial standard errors above the text-only
@@ -50,6 +51,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from deepatlas.core.hardware import speed_precision
 from deepatlas.core.registry import Verdict, experiment
 from deepatlas.core.runs import Run
 
@@ -65,7 +67,7 @@ class Config:
     lr: float = 2e-3
     gate_lr_scale: float = 30.0
     llm_layers: int = 0          # 0: all 30 SmolLM2 blocks; k: the first k (quick)
-    bf16: bool = True
+    precision: str = "auto"      # bf16 autocast | fp32 | auto: bf16 where the CPU multiplies it in hardware
     k_se: float = 3.0
     seed: int = 0
 
@@ -88,6 +90,9 @@ def vlm_shapes(cfg: Config, run: Run) -> Verdict:
     from deepatlas.quant.weights import require_smollm2
     from deepatlas.tuning.lora import remove_lora, trainable_parameters
 
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision={cfg.precision!r}; valid: auto, bf16, fp32")
+    bf16 = speed_precision(cfg.precision) == "bf16"
     vcfg = vqa.VQAConfig(seed=cfg.seed, gate_lr_scale=cfg.gate_lr_scale, llm_layers=cfg.llm_layers)
     data = {"size": vcfg.image_size, "max_objects": vcfg.max_objects, "seed": cfg.seed, "n": cfg.n_test}
     tr = shapes_dataset("train", cfg.n_train, size=vcfg.image_size, seed=cfg.seed, max_objects=vcfg.max_objects)
@@ -118,16 +123,16 @@ def vlm_shapes(cfg: Config, run: Run) -> Verdict:
         losses = []
         if design != "text" and cfg.caption_steps:     # stage 1: the connector alone, on captions
             losses += vqa.fit(model, feats, caps, texts, cfg.caption_steps, cfg.batch, cfg.lr, cfg.seed,
-                              cfg.bf16).losses
+                              bf16).losses
         if design != "flamingo":
             vqa.add_lora(model, vcfg)                    # stage 2 (and the baseline): LoRA on the LLM
         params[design] = trainable_parameters(model)
         if design == "llava":
             metrics_bf16 = _bf16_check(model, f_tr, ex_tr, texts, cfg.batch)
             run.print("bf16 autocast vs fp32, one training step: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics_bf16.items()))
-        losses += vqa.fit(model, feats, ex_tr, texts, cfg.qa_steps, cfg.batch, cfg.lr, cfg.seed + 1, cfg.bf16).losses
-        answers[design] = vqa.answer(model, None if design == "text" else f_te, ex_te, texts, bf16=cfg.bf16)
-        vqa.save(run.dir, design, model, vcfg, data, cfg.bf16)
+        losses += vqa.fit(model, feats, ex_tr, texts, cfg.qa_steps, cfg.batch, cfg.lr, cfg.seed + 1, bf16).losses
+        answers[design] = vqa.answer(model, None if design == "text" else f_te, ex_te, texts, bf16=bf16)
+        vqa.save(run.dir, design, model, vcfg, data, bf16)
         if design != "flamingo":
             remove_lora(llm)
         curves[design], seconds[design] = losses, time.perf_counter() - t
@@ -142,7 +147,7 @@ def vlm_shapes(cfg: Config, run: Run) -> Verdict:
     kinds = np.array([e.kind for e in ex_te])
     n = len(ex_te)
     metrics: dict = {"n_test_questions": n, "n_test_scenes": len(te), "n_train_scenes": len(o_tr),
-                     "n_held_out_pair_questions": int(held_scene.sum()), **tinfo, **metrics_bf16}
+                     "n_held_out_pair_questions": int(held_scene.sum()), **tinfo, **metrics_bf16, "precision_used": "bf16" if bf16 else "fp32"}
     right = {d: np.array([a == b for a, b in zip(answers[d], truth)]) for d in vqa.DESIGNS}
     for d in vqa.DESIGNS:
         metrics[f"acc_{d}"] = float(right[d].mean())
