@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from deepatlas.models.llama import Llama, LlamaConfig
-from deepatlas.models.vit import ViT
+from deepatlas.models.vit import ViT, conv_stem
 from deepatlas.models.vlm import (FlamingoVLM, GatedCrossAttention, LlavaVLM, MLPProjector, PerceiverResampler,
-                                  TextOnlyLM, VisionTower, answer_loss, conv_stem, greedy_answers, run_blocks)
+                                  TextOnlyLM, VisionTower, answer_loss, greedy_answers, run_blocks)
 
 
 def tiny_llm(seed: int = 0) -> Llama:

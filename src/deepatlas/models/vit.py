@@ -48,6 +48,15 @@ class PatchEmbedding(nn.Module):
         return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)
 
 
+def conv_stem(in_channels: int, channels: int, layers: int = 2) -> nn.Sequential:
+    """The hybrid ViT's CNN stem (Dosovitskiy et al. 2021, §3.1 "Hybrid Architecture"): 3×3 convs of
+    stride 2 with GELU; the ViT's patches are taken from its feature map. (B, C, H, W) -> (B, ch, H/2^L, W/2^L)."""
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods += [nn.Conv2d(in_channels if i == 0 else channels, channels, 3, stride=2, padding=1), nn.GELU()]
+    return nn.Sequential(*mods)
+
+
 def attention_weights(attn: MultiHeadAttention, h: Tensor) -> Tensor:
     """softmax(Q Kᵀ / √d_k) of self-attention `attn` on (normed) tokens h (B, T, D) -> (B, nh, T, T)."""
     q = attn._heads(attn.q_proj(h), attn.n_head)                               # (B, nh, T, hd)

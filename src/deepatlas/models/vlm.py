@@ -35,15 +35,6 @@ from deepatlas.nn.ffn import FeedForward
 from deepatlas.nn.norms import LayerNorm
 
 
-def conv_stem(in_channels: int, channels: int, layers: int = 2) -> nn.Sequential:
-    """The hybrid ViT's CNN stem (Dosovitskiy et al. 2021, §3.1 "Hybrid Architecture"): 3×3 convs of
-    stride 2 with GELU; the ViT's patches are taken from its feature map. (B, C, H, W) -> (B, ch, H/2^L, W/2^L)."""
-    mods: list[nn.Module] = []
-    for i in range(layers):
-        mods += [nn.Conv2d(in_channels if i == 0 else channels, channels, 3, stride=2, padding=1), nn.GELU()]
-    return nn.Sequential(*mods)
-
-
 class VisionTower(nn.Module):
     """A ViT's final patch tokens, average-pooled onto a grid × grid layout: (B, C, H, W) -> (B, grid², D).
 

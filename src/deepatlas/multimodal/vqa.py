@@ -27,9 +27,9 @@ from torch import Tensor, nn
 
 from deepatlas.core.train import TrainConfig, TrainResult, train
 from deepatlas.data.shapes import COLOURS, COLS, ROWS, SHAPES, ShapeObject, caption
-from deepatlas.models.vit import ViT
+from deepatlas.models.vit import ViT, conv_stem
 from deepatlas.models.vlm import (FlamingoVLM, LlavaVLM, MLPProjector, PerceiverResampler, TextOnlyLM,
-                                  VisionTower, answer_loss, conv_stem, greedy_answers)
+                                  VisionTower, answer_loss, greedy_answers)
 
 KINDS = ("count", "colour", "position", "shape")
 DESIGNS = ("text", "llava", "flamingo")
