@@ -76,18 +76,3 @@ def test_text_without_eot_is_rejected():
     _, ours = _pair()
     with pytest.raises(ValueError, match="end-of-text"):
         ours.encode_text(torch.full((2, 5), 4))
-
-
-def test_a_stem_keeps_the_token_count_and_the_feature_shape():
-    from deepatlas.models.clip import CLIPImageEncoder
-    torch.manual_seed(0)
-    plain = CLIPImageEncoder(image_size=16, patch_size=4, dim=24, depth=1, heads=3, mlp_dim=48)
-    hybrid = CLIPImageEncoder(image_size=16, patch_size=4, dim=24, depth=1, heads=3, mlp_dim=48, stem_layers=2)
-    assert plain.stem is None and hybrid.vit.grid == plain.vit.grid == (4, 4)    # 16 tokens either way
-    assert hybrid.vit.patch_embed.patch_size == 1
-    x = torch.randn(2, 3, 16, 16)
-    assert hybrid(x).shape == plain(x).shape == (2, 24)
-    (hybrid(x) * torch.randn(2, 24)).sum().backward()                            # (a plain sum of a LayerNorm is constant)
-    assert hybrid.stem[0].weight.grad.abs().sum() > 0                             # the stem is trained
-    with pytest.raises(ValueError, match="stem_layers=3: 2\\^L must divide the patch size 4"):
-        CLIPImageEncoder(image_size=16, patch_size=4, dim=24, stem_layers=3)

@@ -22,29 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepatlas.models.vit import ViT, conv_stem
+from deepatlas.models.vit import ViT
 from deepatlas.nn.blocks import TransformerBlock
 from deepatlas.nn.norms import LayerNorm
 
 
 class CLIPImageEncoder(nn.Module):
-    """(B, C, H, W) -> (B, dim): LN_post(ViT blocks(LN_pre(z₀)))[CLS].
-
-    stem_layers = L > 0: a hybrid tower (models/vit.conv_stem, L stride-2 3×3 convs of `dim` channels)
-    whose feature map the ViT cuts into patches of patch_size / 2^L, so the token count is unchanged.
-    CLIP itself has no stem (L = 0 is the HF-equal tower)."""
+    """(B, C, H, W) -> (B, dim): LN_post(ViT blocks(LN_pre(z₀)))[CLS]."""
 
     def __init__(self, image_size: int = 32, patch_size: int = 4, in_channels: int = 3, dim: int = 64,
-                 depth: int = 2, heads: int = 4, mlp_dim: int = 128, eps: float = 1e-5, activation: str = "gelu",
-                 stem_layers: int = 0):
+                 depth: int = 2, heads: int = 4, mlp_dim: int = 128, eps: float = 1e-5, activation: str = "gelu"):
         super().__init__()
-        scale = 2 ** stem_layers
-        if stem_layers < 0 or patch_size % scale or image_size % scale:
-            raise ValueError(f"stem_layers={stem_layers}: 2^L must divide the patch size {patch_size} and the "
-                             f"image size {image_size} (valid: 0..{int(math.log2(patch_size & -patch_size))})")
-        self.stem = conv_stem(in_channels, dim, stem_layers) if stem_layers else None
-        self.vit = ViT(image_size // scale, patch_size // scale, dim if stem_layers else in_channels, 1, dim, depth,
-                       heads, mlp_dim, eps=eps)
+        self.vit = ViT(image_size, patch_size, in_channels, 1, dim, depth, heads, mlp_dim, eps=eps)
         self.vit.head = nn.Identity()                      # CLIP has no classifier; the projection follows
         if activation != "gelu":
             for block in self.vit.blocks:
@@ -52,8 +41,6 @@ class CLIPImageEncoder(nn.Module):
         self.pre_norm = LayerNorm(dim, eps=eps)            # CLIP's ln_pre, absent in ViT
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.stem is not None:
-            x = self.stem(x)                               # CNN feature map    (B, D, H/2^L, W/2^L)
         z = self.pre_norm(self.vit.embed(x))               # z₀, normed         (B, 1+N, D)
         for block in self.vit.blocks:
             z = block(z)                                   # pre-norm blocks    (B, 1+N, D)
@@ -102,10 +89,10 @@ class CLIP(nn.Module):
                  patch_size: int = 4, in_channels: int = 3, image_dim: int = 64, image_depth: int = 2,
                  image_heads: int = 4, image_mlp: int = 128, context: int = 16, text_dim: int = 64,
                  text_depth: int = 2, text_heads: int = 4, text_mlp: int = 128, eps: float = 1e-5,
-                 activation: str = "gelu", init_temperature: float = 0.07, image_stem_layers: int = 0):
+                 activation: str = "gelu", init_temperature: float = 0.07):
         super().__init__()
         self.image_encoder = CLIPImageEncoder(image_size, patch_size, in_channels, image_dim, image_depth,
-                                              image_heads, image_mlp, eps, activation, image_stem_layers)
+                                              image_heads, image_mlp, eps, activation)
         self.text_encoder = CLIPTextEncoder(vocab_size, eot_id, context, text_dim, text_depth, text_heads,
                                             text_mlp, eps, activation)
         self.image_proj = nn.Linear(image_dim, embed_dim, bias=False)       # W_i
