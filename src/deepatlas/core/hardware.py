@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import torch
 
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")      # /proc/cpuinfo flags of hardware bf16 dot products
+PRECISIONS = ("fp32", "bf16", "fp16")          # what core.train computes in; a config may also say "auto"
 ENV = "DEEPATLAS_FAST_BF16"
 
 
@@ -60,12 +61,11 @@ def speed_dtype() -> torch.dtype:
     return torch.bfloat16 if fast_bf16() else torch.float32
 
 
-
 def speed_precision(precision: str, device_type: str = "cpu") -> str:
     """Resolve a config's `precision`: "auto" (bf16 wanted only for speed) becomes "bf16" on a GPU
     or a CPU where bf16 is fast, else "fp32"; "fp32", "bf16" and "fp16" are returned unchanged, so a
     config that names a precision gets it. Experiments record the resolved value with their metrics."""
-    valid = ("auto", "fp32", "bf16", "fp16")
+    valid = ("auto", *PRECISIONS)
     if precision not in valid:
         raise ValueError(f"precision={precision!r}; valid: {', '.join(valid)}")
     if precision != "auto":

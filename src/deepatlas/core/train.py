@@ -35,11 +35,11 @@ import torch
 from torch import Tensor, nn
 
 from deepatlas.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from deepatlas.core.hardware import PRECISIONS
 from deepatlas.core.runs import Run
 from deepatlas.core.schedules import SCHEDULES, lr_at
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "muon")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
