@@ -96,6 +96,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for key, value in summary["metrics"].items():
             print(f"  {key} = {value}")
         print(f"  claim {'HELD' if summary['held'] else 'did NOT hold'}; run folder {summary['dir']}")
+        if "device_ignored" in summary:
+            print(f"  note: {summary['device_ignored']}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -127,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the small setting a test runs (seconds)")
     p.add_argument("--out", help="run folder (default: runs/<name>/<time>)")
     p.add_argument("--root", default="runs", help="where run folders go (default: runs)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu); an experiment that "
+                   "does not read it runs on the CPU and its summary says so")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a killed run from its newest checkpoint, in its folder, with its settings")
     p.set_defaults(func=_cmd_run)

@@ -205,7 +205,10 @@ def run_experiment(exp: Experiment, quick: bool = False, out: Path | None = None
                        traceback=traceback.format_exc())
     finally:
         run.close()
-    summary.update(seconds=round(time.time() - start, 2), plots=run.plots, dir=str(run.dir))
+    summary.update(seconds=round(time.time() - start, 2), plots=run.plots, dir=str(run.dir),
+                   device=run.device_used)
+    if run.device_used != device:
+        summary["device_ignored"] = f"asked for {device}, ran on the CPU: {exp.name} does not read --device"
     if resume is not None:
         summary["resumed"] = True
     write_json_atomic(run.dir / "summary.json", summary)

@@ -54,7 +54,8 @@ class Run:
                  resuming: bool = False):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.device = device
+        self._device = device
+        self.device_read = False      # did the experiment ask for its device? (most run on the CPU alone)
         self.quick = quick
         self.echo = echo
         # `deepatlas run NAME --resume RUN_DIR`: the experiment continues from the newest
@@ -63,6 +64,18 @@ class Run:
         self.resuming = resuming
         self.plots: list[str] = []
         self._metrics = open(self.dir / "metrics.jsonl", "a")
+
+    @property
+    def device(self) -> str:
+        """The device `deepatlas run --device` chose. Reading it marks the run as device-aware: an
+        experiment that never reads it ran on the CPU whatever was asked, and its summary says so."""
+        self.device_read = True
+        return self._device
+
+    @property
+    def device_used(self) -> str:
+        """Where the run's work went: the chosen device if the experiment read it, else "cpu"."""
+        return self._device if self.device_read else "cpu"
 
     def log_bytes(self) -> int:
         """Size of metrics.jsonl now: a checkpoint records it, so a resume can cut the lines
