@@ -99,13 +99,15 @@ class Trained:
     ae_seconds: float                     # autoencoder training (0 in pixel space)
 
 
-def train_text_to_image(setup: Text2ImageSetup, log=print) -> Trained:
-    """Autoencoder first (latent space), then the text encoder and U-Net jointly (LDM eq. 3)."""
+def train_text_to_image(setup: Text2ImageSetup, log=print, device: str | torch.device = "cpu") -> Trained:
+    """Autoencoder first (latent space), then the text encoder and U-Net jointly (LDM eq. 3). The batches'
+    indices are drawn on the CPU, so a run on another device sees the same batches in the same order."""
     cfg = setup.model
     x, attrs = scene_data("train", setup.n_train, cfg.image_size, setup.seed, setup.background)
+    x = x.to(device)
     tok = tokenizer()
     torch.manual_seed(setup.seed)
-    model = TextToImage(cfg, len(tok), tok.EOT)
+    model = TextToImage(cfg, len(tok), tok.EOT).to(device)
     ae_losses, ae_seconds = [], 0.0
     both = torch.cat([x, x.flip(-1)])                                   # mirrored copies (same captions)
     if model.autoencoder is not None:
@@ -132,14 +134,15 @@ def train_text_to_image(setup: Text2ImageSetup, log=print) -> Trained:
     for step in range(setup.steps):
         idx = torch.randint(0, len(both), (setup.batch,), generator=g)
         if model.autoencoder is not None and setup.latent_sample:       # z = s (μ + σ ε), fresh ε each step
-            x0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)) * model.autoencoder.scaling_factor
+            eps = torch.randn(mean[idx].shape, generator=g).to(device)
+            x0 = (mean[idx] + std[idx] * eps) * model.autoencoder.scaling_factor
         elif model.autoencoder is not None:                             # z = s μ, the posterior mean
             x0 = mean[idx] * model.autoencoder.scaling_factor
         else:
             x0 = both[idx]
         texts = ["" if rng.random() < setup.p_uncond else rng.choice(caps[i]) for i in idx.tolist()]
         # ‖target − f_θ(z_t, t, τ(y))‖², target ε or v (cfg.prediction)
-        loss = diffusion_loss(model, schedule, x0, tok(texts), cfg.prediction)
+        loss = diffusion_loss(model, schedule, x0, tok(texts).to(device), cfg.prediction)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -158,14 +161,16 @@ def generate(model: TextToImage, schedule: NoiseSchedule, prompts: list[str], ne
              eta: float = 0.0, latent_clip: float | None = 3.0) -> Tensor:
     """Images (n, 3, H, W) in [-1, 1] for prompts (n,), DDIM (or DDPM) with classifier-free guidance scale w
     whose unconditional branch reads the negative prompt(s) (∅, the empty prompt, by default):
-        ε̃ = ε(z_t, t, τ(neg)) + w (ε(z_t, t, τ(prompt)) − ε(z_t, t, τ(neg)))."""
+        ε̃ = ε(z_t, t, τ(neg)) + w (ε(z_t, t, τ(prompt)) − ε(z_t, t, τ(neg))).
+    Drawn on the model's device (the images come back there)."""
     if scale < 0:
         raise ValueError(f"guidance scale {scale}; valid: ≥ 0 (0 = the negative prompt alone, 1 = no guidance)")
     tok = tokenizer()
     negs = [negative] * len(prompts) if isinstance(negative, str) else list(negative)
     if len(negs) != len(prompts):
         raise ValueError(f"{len(negs)} negative prompts for {len(prompts)} prompts; give one, or one per prompt")
-    ids, neg_ids = tok(prompts), tok(negs)
+    device = next(model.parameters()).device
+    ids, neg_ids = tok(prompts).to(device), tok(negs).to(device)
 
     def denoiser_for(rows: slice):
         return guided_denoiser(model, ids[rows], scale, negative=neg_ids[rows])
@@ -176,7 +181,7 @@ def generate(model: TextToImage, schedule: NoiseSchedule, prompts: list[str], ne
     clip = 1.0 if model.autoencoder is None else latent_clip
     z = sample_batched(denoiser_for, schedule, len(prompts), model.cfg.sample_shape, batch=batch, seed=seed,
                        sampler=sampler, steps=steps, eta=eta, clip=clip, clipped_eps=clip is not None,
-                       prediction=model.cfg.prediction)
+                       prediction=model.cfg.prediction, device=device)
     return model.to_pixels(z)
 
 

@@ -148,11 +148,11 @@ def sample_batched(denoiser_for: Callable[[slice], Denoiser], schedule: NoiseSch
                    image_shape: tuple[int, ...], batch: int = 100, seed: int = 0, **kwargs) -> Tensor:
     """n samples in batches (bounded memory); denoiser_for(slice) builds the denoiser of each batch
     (its labels), and each batch has its own seeded generator so results do not depend on `batch`'s
-    neighbours."""
+    neighbours (a generator of the device the samples are drawn on: kwargs' device, the CPU by default)."""
     out = []
     for b, i in enumerate(range(0, n, batch)):
         rows = slice(i, min(n, i + batch))
-        g = torch.Generator().manual_seed(seed * 100_003 + b)
+        g = torch.Generator(device=kwargs.get("device", "cpu")).manual_seed(seed * 100_003 + b)
         x, _ = sample(denoiser_for(rows), schedule, (rows.stop - rows.start, *image_shape), generator=g, **kwargs)
         out.append(x)
     return torch.cat(out)

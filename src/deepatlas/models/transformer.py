@@ -117,7 +117,9 @@ class Transformer(nn.Module):
 
     def _decode_search(self, src: Tensor, bos: int, eos: int, max_len: int, beams: int,
                        use_cache: bool, **options) -> list[list[int]]:
-        """deepatlas.generation.beam.beam_decode from BOS -> the best output per source, without EOS."""
+        """deepatlas.generation.beam.beam_decode from BOS -> the best output per source, without EOS.
+        src may be on any device: it is moved to the model's (A3 on a GPU built its batches on the CPU)."""
+        src = src.to(self.out.weight.device)
         memory, src_pad = self.encode(src)
         # row b·beams + k decodes src[b]: each source's memory repeated once for all its beams
         memory, src_pad = memory.repeat_interleave(beams, 0), src_pad.repeat_interleave(beams, 0)

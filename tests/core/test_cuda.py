@@ -1,0 +1,115 @@
+"""The GPU paths, where torch sees a CUDA device (CI has none; they run when a GPU is lent):
+the training loop in each precision (fp16 with GradScaler exists only here), exact resume with the
+GPU's RNG in the checkpoint, cached = uncached decoding, and G9's text-to-image model trained and
+sampled on the GPU."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from deepatlas.core.checkpoint import load_checkpoint
+from deepatlas.core.hardware import speed_precision
+from deepatlas.core.train import TrainConfig, train
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="no CUDA device: these check the GPU paths (fp16, CUDA RNG state)")
+
+
+def make_mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Dropout(0.3), nn.Linear(64, 1)).cuda()
+
+
+def get_batch(step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1000 * step + micro)
+    x = torch.randn(32, 8, generator=g)
+    return x.cuda(), (0.3 * x.sum(dim=1, keepdim=True)).tanh().cuda()
+
+
+def mse(model: nn.Module, batch) -> torch.Tensor:
+    x, y = batch
+    return nn.functional.mse_loss(model(x).float(), y)
+
+
+def config(**kw) -> TrainConfig:
+    base = dict(steps=60, lr=1e-2, warmup=3, schedule="cosine", grad_accum=2, clip=1.0, progress=False, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_each_precision_learns_on_the_gpu(precision):
+    result = train(make_mlp(), mse, get_batch, config(precision=precision))
+    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    assert all(torch.isfinite(torch.tensor(result.losses))), result.losses
+    assert last < 0.5 * first, (precision, first, last)
+
+
+def test_auto_precision_is_bf16_on_the_gpu():
+    assert speed_precision("auto", "cuda") == "bf16"
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_exact_resume_on_the_gpu(tmp_path, precision):
+    """Dropout draws from the GPU's generator: the checkpoint must hold its state (and fp16's loss scale)."""
+    cfg = config(steps=12, checkpoint_every=6, precision=precision)
+    straight_model = make_mlp()
+    straight = train(straight_model, mse, get_batch, cfg)
+
+    def crashing_batch(step, micro):
+        if step == 6:
+            raise Crash
+        return get_batch(step, micro)
+
+    with pytest.raises(Crash):
+        train(make_mlp(), mse, crashing_batch, cfg, checkpoint_dir=tmp_path)
+    meta = json.loads(next(tmp_path.glob("step-*/meta.json")).read_text())
+    assert len(meta["rng"]["cuda"]) == torch.cuda.device_count()          # the GPU generators' states
+    state = load_checkpoint(tmp_path, make_mlp())
+    if precision == "fp16":
+        assert "grad_scaler" in state["extra"]
+    torch.cuda.manual_seed_all(1234)          # the GPU's RNG elsewhere must not matter
+    fresh = make_mlp(seed=99)
+    resumed = train(fresh, mse, get_batch, cfg, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.losses == straight.losses
+    for a, b in zip(straight_model.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_cached_equals_uncached_decoding_on_the_gpu():
+    from deepatlas.generation.decode import SamplingSettings, generate
+    from deepatlas.models.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, block_size=48, n_layer=2, n_head=2, n_embd=32)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(8.0) if p.dim() > 1 else None
+    model = model.cuda()
+    prompts = [[1, 2, 3, 4, 5, 6, 7], [9], [4, 4, 8, 15]]
+    for settings in (SamplingSettings(), SamplingSettings(greedy=False, temperature=0.9, top_k=20, top_p=0.95)):
+        a = generate(model, prompts, 20, settings, use_cache=True, seed=3)
+        b = generate(model, prompts, 20, settings, use_cache=False, seed=3)
+        assert a == b
+
+
+def test_text_to_image_trains_and_samples_on_the_gpu():
+    from deepatlas.diffusion.latent import Text2ImageSetup, generate, train_text_to_image
+    from deepatlas.models.autoencoder_kl import AutoencoderKLConfig
+    from deepatlas.models.ldm import TextToImageConfig
+
+    setup = Text2ImageSetup(model=TextToImageConfig(space="latent", image_size=16, channels=(8, 16),
+                                                    attention=(False, True), head_dim=8, text_dim=16,
+                                                    autoencoder=AutoencoderKLConfig(channels=(8, 16),
+                                                                                    latent_channels=4)),
+                            steps=40, batch=8, ae_steps=20, n_train=64)
+    trained = train_text_to_image(setup, log=lambda *a: None, device="cuda")
+    assert next(trained.model.parameters()).is_cuda and all(torch.isfinite(torch.tensor(trained.losses)))
+    x = generate(trained.model, trained.schedule, ["a red circle", "a star"], negative="a blue shape", steps=5)
+    assert x.is_cuda and x.shape == (2, 3, 16, 16) and bool(x.abs().max() <= 1)
