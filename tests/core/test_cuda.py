@@ -51,32 +51,20 @@ def test_auto_precision_is_bf16_on_the_gpu():
     assert speed_precision("auto", "cuda") == "bf16"
 
 
-class Crash(Exception):
-    pass
-
-
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_exact_resume_on_the_gpu(tmp_path, precision):
+def test_exact_resume_on_the_gpu(crash_and_resume, precision):
     """Dropout draws from the GPU's generator: the checkpoint must hold its state (and fp16's loss scale)."""
+    seen = {}
+
+    def look(folder):
+        seen["meta"] = json.loads(next(folder.glob("step-*/meta.json")).read_text())
+        seen["extra"] = load_checkpoint(folder, make_mlp())["extra"]
+        torch.cuda.manual_seed_all(1234)          # the GPU's RNG elsewhere must not matter
+
     cfg = config(steps=12, checkpoint_every=6, precision=precision)
-    straight_model = make_mlp()
-    straight = train(straight_model, mse, get_batch, cfg)
-
-    def crashing_batch(step, micro):
-        if step == 6:
-            raise Crash
-        return get_batch(step, micro)
-
-    with pytest.raises(Crash):
-        train(make_mlp(), mse, crashing_batch, cfg, checkpoint_dir=tmp_path)
-    meta = json.loads(next(tmp_path.glob("step-*/meta.json")).read_text())
-    assert len(meta["rng"]["cuda"]) == torch.cuda.device_count()          # the GPU generators' states
-    state = load_checkpoint(tmp_path, make_mlp())
-    if precision == "fp16":
-        assert "grad_scaler" in state["extra"]
-    torch.cuda.manual_seed_all(1234)          # the GPU's RNG elsewhere must not matter
-    fresh = make_mlp(seed=99)
-    resumed = train(fresh, mse, get_batch, cfg, checkpoint_dir=tmp_path, resume=True)
+    straight, straight_model, resumed, fresh = crash_and_resume(make_mlp, mse, get_batch, cfg, 6, look)
+    assert len(seen["meta"]["rng"]["cuda"]) == torch.cuda.device_count()    # the GPU generators' states
+    assert ("grad_scaler" in seen["extra"]) == (precision == "fp16")
     assert resumed.losses == straight.losses
     for a, b in zip(straight_model.state_dict().values(), fresh.state_dict().values()):
         assert torch.equal(a, b)

@@ -36,25 +36,11 @@ def config(steps: int = 12, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-class Crash(Exception):
-    pass
-
-
-def test_exact_resume(tmp_path):
-    cfg = config(steps=12, checkpoint_every=6)
-    straight_model = make_mlp()
-    straight = train(straight_model, mse, get_batch, cfg)
-
-    def crashing_batch(step, micro):  # the run dies right after the checkpoint at step 6
-        if step == 6:
-            raise Crash
-        return get_batch(step, micro)
-
-    with pytest.raises(Crash):
-        train(make_mlp(), mse, crashing_batch, cfg, checkpoint_dir=tmp_path)
-    torch.manual_seed(1234)  # RNG state elsewhere in the process must not matter
-    fresh = make_mlp(seed=99)  # different initial weights: all of them must come from the checkpoint
-    resumed = train(fresh, mse, get_batch, cfg, checkpoint_dir=tmp_path, resume=True)
+def test_exact_resume(crash_and_resume):
+    # the run dies right after the checkpoint at step 6; RNG state elsewhere in the process must not matter
+    straight, straight_model, resumed, fresh = crash_and_resume(
+        make_mlp, mse, get_batch, config(steps=12, checkpoint_every=6), 6,
+        before_resume=lambda _: torch.manual_seed(1234))
     assert resumed.step == 12 and len(resumed.losses) == 12
     assert resumed.losses == straight.losses  # dropout masks, lr, Adam moments: all identical
     for (name, a), b in zip(straight_model.state_dict().items(), fresh.state_dict().values()):
@@ -173,7 +159,7 @@ def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_muon_optimizer_takes_hidden_matrices_and_resumes_exactly(tmp_path):
+def test_muon_optimizer_takes_hidden_matrices_and_resumes_exactly(crash_and_resume):
     from deepatlas.core.train import muon_matrices
     from deepatlas.models.gpt import GPT, GPTConfig
 
@@ -182,18 +168,7 @@ def test_muon_optimizer_takes_hidden_matrices_and_resumes_exactly(tmp_path):
     chosen = sorted(names[id(p)] for p in muon_matrices(gpt))
     assert "wte.weight" not in chosen and "wpe.weight" not in chosen and len(chosen) == 6  # q k v o up down
     cfg = config(steps=8, optimizer="muon", muon_lr=0.02, checkpoint_every=4, grad_accum=1)
-    straight_model = make_mlp()
-    straight = train(straight_model, mse, get_batch, cfg)
-
-    def crashing_batch(step, micro):
-        if step == 4:
-            raise Crash
-        return get_batch(step, micro)
-
-    with pytest.raises(Crash):
-        train(make_mlp(), mse, crashing_batch, cfg, checkpoint_dir=tmp_path)
-    fresh = make_mlp(seed=5)
-    resumed = train(fresh, mse, get_batch, cfg, checkpoint_dir=tmp_path, resume=True)
+    straight, straight_model, resumed, fresh = crash_and_resume(make_mlp, mse, get_batch, cfg, 4)
     assert resumed.losses == straight.losses
     for a, b in zip(straight_model.parameters(), fresh.parameters()):
         assert torch.equal(a, b)
