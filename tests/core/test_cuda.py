@@ -1,7 +1,7 @@
 """The GPU paths, where torch sees a CUDA device (CI has none; they run when a GPU is lent):
 the training loop in each precision (fp16 with GradScaler exists only here), exact resume with the
-GPU's RNG in the checkpoint, cached = uncached decoding, and G9's text-to-image model trained and
-sampled on the GPU."""
+GPU's RNG in the checkpoint, and G9's text-to-image model trained and sampled on the GPU. Cached =
+uncached decoding on the GPU is tests/generation/test_decode.py's test with device "cuda"."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from deepatlas.core.checkpoint import load_checkpoint
-from deepatlas.core.hardware import speed_precision
 from deepatlas.core.train import TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -47,10 +46,6 @@ def test_each_precision_learns_on_the_gpu(precision):
     assert last < 0.5 * first, (precision, first, last)
 
 
-def test_auto_precision_is_bf16_on_the_gpu():
-    assert speed_precision("auto", "cuda") == "bf16"
-
-
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_exact_resume_on_the_gpu(crash_and_resume, precision):
     """Dropout draws from the GPU's generator: the checkpoint must hold its state (and fp16's loss scale)."""
@@ -68,23 +63,6 @@ def test_exact_resume_on_the_gpu(crash_and_resume, precision):
     assert resumed.losses == straight.losses
     for a, b in zip(straight_model.state_dict().values(), fresh.state_dict().values()):
         assert torch.equal(a, b)
-
-
-def test_cached_equals_uncached_decoding_on_the_gpu():
-    from deepatlas.generation.decode import SamplingSettings, generate
-    from deepatlas.models.gpt import GPT, GPTConfig
-
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=50, block_size=48, n_layer=2, n_head=2, n_embd=32)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(8.0) if p.dim() > 1 else None
-    model = model.cuda()
-    prompts = [[1, 2, 3, 4, 5, 6, 7], [9], [4, 4, 8, 15]]
-    for settings in (SamplingSettings(), SamplingSettings(greedy=False, temperature=0.9, top_k=20, top_p=0.95)):
-        a = generate(model, prompts, 20, settings, use_cache=True, seed=3)
-        b = generate(model, prompts, 20, settings, use_cache=False, seed=3)
-        assert a == b
 
 
 def test_text_to_image_trains_and_samples_on_the_gpu():

@@ -1,6 +1,8 @@
 """Decoding: cache = no cache exactly, batching = one by one, top-k=1 = greedy, equal to HF."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -21,11 +23,14 @@ def model() -> GPT:
     return m
 
 
-def test_cached_equals_uncached_greedy_and_sampled(model):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device: the GPU run of this check (its CUDA generator)"))])
+def test_cached_equals_uncached_greedy_and_sampled(model, device):
+    on_device = copy.deepcopy(model).to(device)
     for settings in (SamplingSettings(), SamplingSettings(greedy=False, temperature=0.9, top_k=20,
                                                           top_p=0.95, repetition_penalty=1.2)):
-        a = generate(model, PROMPTS, 20, settings, use_cache=True, seed=3)
-        b = generate(model, PROMPTS, 20, settings, use_cache=False, seed=3)
+        a = generate(on_device, PROMPTS, 20, settings, use_cache=True, seed=3)
+        b = generate(on_device, PROMPTS, 20, settings, use_cache=False, seed=3)
         assert torch.equal(torch.tensor(a), torch.tensor(b))
 
 
